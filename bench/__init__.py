@@ -1,0 +1,1 @@
+"""Quality evaluation, load replay and end-to-end benchmarks."""

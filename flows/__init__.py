@@ -1,0 +1,1 @@
+"""Dataflow factories and the ``freshrec`` command line."""

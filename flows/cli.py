@@ -1,0 +1,179 @@
+"""The ``freshrec`` command: demo, run, recs, eval, replay."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import orjson
+
+from flows.settings import Settings
+
+EXAMPLES = {
+    "demo": "freshrec demo                      # synthetic stream, embedded Redis\n"
+    "  freshrec demo --data ratings.csv   # a MovieLens / CSV / JSONL log",
+    "run": "freshrec run --kafka 127.0.0.1:9092 --redis-url redis://127.0.0.1:6379/0 --recovery-dir /var/lib/freshrec\n"
+    "  FRESHREC_KAFKA=broker:9092 freshrec run --kafka-config security_protocol=SASL_SSL,sasl_mechanism=PLAIN",
+    "recs": "freshrec recs 42 --k 10 --redis-url redis://127.0.0.1:6379/0",
+    "eval": "freshrec eval --data ../shared/data/ml-latest-small/ratings.csv --json",
+    "replay": "freshrec replay --synthetic --kafka 127.0.0.1:9092 --rate 5000 --limit 100000\n"
+    "  freshrec replay events.jsonl --kafka 127.0.0.1:9092 --rate 0",
+}
+
+
+def _fail(message: str) -> int:
+    print(f"freshrec: {message}", file=sys.stderr)
+    return 2
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Consume Kafka, keep Redis current, until interrupted."""
+    from bytewax.recovery import RecoveryConfig
+    from bytewax.run import cli_main
+
+    from flows.recommend import build_flow
+    from operators.kafka_io import ServiceError, ensure_topics
+    from state import metrics
+    from state.recovery import prepare_recovery_dir
+    from state.redis_store import RedisUnavailable, connect
+
+    s = Settings.from_args(args)
+    try:
+        connect(s.redis_url).close()
+        ensure_topics(s.kafka, {s.topic: s.partitions, s.dlq_topic: s.partitions}, s.kafka_extra())
+        recovery = None
+        if s.recovery_dir:
+            prepare_recovery_dir(Path(s.recovery_dir), s.workers)
+            recovery = RecoveryConfig(s.recovery_dir, backup_interval=timedelta(seconds=s.backup_interval_s))
+        if s.metrics_port:
+            metrics.serve(s.metrics_port, s.metrics_host)
+    except (ServiceError, RedisUnavailable, OSError, ValueError) as ex:
+        return _fail(str(ex))
+    logging.getLogger(__name__).info(
+        "freshrec run: %s topic %s -> Redis namespace %s; metrics on %s:%s",
+        s.kafka, s.topic, s.namespace, s.metrics_host, s.metrics_port,
+    )
+    # SIGTERM stops like Ctrl-C: Bytewax unwinds and closes sources and sinks.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        cli_main(
+            build_flow(s),
+            workers_per_process=s.workers,
+            epoch_interval=timedelta(seconds=s.snapshot_interval_s),
+            recovery_config=recovery,
+        )
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def cmd_recs(args: argparse.Namespace) -> int:
+    """Print what an app reads for a user (the popular list for an unknown user)."""
+    from state.redis_store import RedisUnavailable, connect, read_recs
+
+    s = Settings.from_args(args)
+    try:
+        client = connect(s.redis_url)
+    except RedisUnavailable as ex:
+        return _fail(str(ex))
+    exclude = [x for x in (args.exclude or "").split(",") if x]
+    doc = read_recs(client, args.user, s.namespace, args.k, exclude)
+    print(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from flows.demo import run_demo
+
+    return run_demo(args.data, args.format, args.events)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from bench.datasets import DataError
+    from bench.evaluate import run_eval
+
+    try:
+        return run_eval(args.data, args.format, args.k, args.json, args.plot, args.batch_every)
+    except DataError as ex:
+        return _fail(str(ex))
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from bench.datasets import DataError
+    from bench.replay import run_replay
+    from operators.kafka_io import ServiceError
+
+    if not args.synthetic and not args.path:
+        return _fail("replay needs a PATH or --synthetic")
+    s = Settings.from_args(args)
+    try:
+        return run_replay(s, args.path, args.format, args.synthetic, args.rate, args.limit, args.loop, args.seed)
+    except (DataError, ServiceError) as ex:
+        return _fail(str(ex))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="freshrec", description="Real-time recommendations from Kafka events into Redis.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog="examples:\n  " + EXAMPLES[name],
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("demo", cmd_demo, "Run the whole flow on embedded defaults: synthetic stream, embedded Redis.")
+    p.add_argument("--data", help="a MovieLens u.data / ratings.csv, CSV or JSONL log instead of the synthetic stream")
+    p.add_argument("--format", default="auto", choices=("auto", "movielens", "csv", "jsonl"))
+    p.add_argument("--events", type=int, default=60_000, help="synthetic events (default 60000)")
+
+    p = add("run", cmd_run, "Consume a Kafka topic and keep every user's list in Redis current.")
+    Settings.add_arguments(p)
+
+    p = add("recs", cmd_recs, "Print what an app reads for USER (popular list for an unknown user).")
+    p.add_argument("user")
+    p.add_argument("--k", type=int, default=None, help="at most this many items")
+    p.add_argument("--exclude", help="comma-separated items to leave out")
+    Settings.add_arguments(p, only=("redis_url", "namespace"))
+
+    p = add("eval", cmd_eval, "Prequential quality of the model and baselines on a log, in-process.")
+    p.add_argument("--data", required=True)
+    p.add_argument("--format", default="auto", choices=("auto", "movielens", "csv", "jsonl"))
+    p.add_argument("--k", type=int, default=10, help="list length of the main hit-rate (default 10)")
+    p.add_argument("--json", action="store_true", help="last line: one JSON object with every figure")
+    p.add_argument("--plot", default="bench/out/eval_hr.png", help="PNG of HR@k over the stream")
+    p.add_argument("--batch-every", type=int, default=5000, help="events between retrains of the batch MF baseline")
+
+    p = add("replay", cmd_replay, "Produce a log or a synthetic stream to Kafka at a target rate.")
+    p.add_argument("path", nargs="?")
+    p.add_argument("--synthetic", action="store_true", help="a seeded synthetic stream instead of a file")
+    p.add_argument("--format", default="auto", choices=("auto", "movielens", "csv", "jsonl"))
+    p.add_argument("--rate", type=float, default=1000.0, help="events per second (0: as fast as possible)")
+    p.add_argument("--limit", type=int, default=0, help="stop after this many events (0: all)")
+    p.add_argument("--loop", action="store_true", help="start over at the end of the input")
+    p.add_argument("--seed", type=int, default=42, help="seed of --synthetic")
+    Settings.add_arguments(p, only=("kafka", "topic", "kafka_config", "kafka_config_file", "partitions"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("kafka", "bytewax"):
+        logging.getLogger(noisy).setLevel(logging.ERROR if not args.verbose else logging.DEBUG)
+    try:
+        return args.func(args)
+    except ValueError as ex:  # bad settings from the environment
+        return _fail(str(ex))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Incremental item-to-item co-occurrence over each user's recent items."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class _Row:
+    """One item's neighbours: a position map plus parallel numpy arrays.
+
+    Scoring reads ``idx[:n]`` and ``val[:n]`` directly, with no conversion.
+    """
+
+    __slots__ = ("pos", "idx", "val", "n", "total")
+
+    def __init__(self) -> None:
+        self.pos: dict[int, int] = {}
+        self.idx = np.zeros(8, dtype=np.int64)
+        self.val = np.zeros(8, dtype=np.float64)
+        self.n = 0
+        self.total = 0.0
+
+    def add(self, j: int, w: float) -> None:
+        p = self.pos.get(j)
+        if p is None:
+            p = self.n
+            if p == self.idx.shape[0]:
+                self.idx = np.resize(self.idx, 2 * p)
+                self.val = np.resize(self.val, 2 * p)
+            self.pos[j] = p
+            self.idx[p] = j
+            self.val[p] = 0.0
+            self.n = p + 1
+        self.val[p] += w
+        self.total += w
+
+    def prune(self, keep: int) -> None:
+        val = self.val[: self.n]
+        order = np.argsort(-val, kind="stable")[:keep]
+        self.idx = self.idx[order].copy()
+        self.val = val[order].copy()
+        self.n = order.size
+        self.pos = {j: p for p, j in enumerate(self.idx.tolist())}
+        self.total = float(self.val.sum())
+
+
+class CoOccurrence:
+    """Counts of "item ``i`` followed item ``j`` in some user's recent history".
+
+    When a user interacts with ``i``, every item ``j`` among their last
+    ``window`` items gets ``row[j][i] += w * recency**pos`` (forward) and
+    ``row[i][j] += w * backward * recency**pos``. A row is bounded to
+    ``2 * row_cap`` entries: past that, its ``row_cap`` largest are kept, so
+    memory is at most ``2 * row_cap`` entries per item on an endless stream.
+
+    Parameters
+    ----------
+    row_cap
+        Entries kept per item row after pruning.
+    backward
+        Weight of the reverse direction (``i`` -> ``j``), 0 to 1.
+    recency
+        Per-position decay of the contribution of older recent items.
+
+    Examples
+    --------
+    >>> co = CoOccurrence(row_cap=10)
+    >>> co.learn(recent=[0], item=1, weight=1.0)
+    >>> co.learn(recent=[0], item=2, weight=1.0)
+    >>> co.learn(recent=[0, 2], item=2, weight=1.0)  # 2 -> 2 is skipped
+    >>> co.scores([0], n_items=3).round(3).tolist()
+    [0.0, 0.333, 0.667]
+    """
+
+    def __init__(self, row_cap: int = 200, backward: float = 0.5, recency: float = 0.8) -> None:
+        self.row_cap = row_cap
+        self.backward = backward
+        self.recency = recency
+        self.rows: list[_Row] = []
+
+    def _ensure(self, n: int) -> None:
+        while len(self.rows) < n:
+            self.rows.append(_Row())
+
+    def learn(self, recent: "list[int] | np.ndarray", item: int, weight: float) -> None:
+        """Link ``item`` to the user's ``recent`` items (most recent last)."""
+        if len(recent) == 0:
+            return
+        recent = [int(j) for j in recent]
+        self._ensure(max(item, max(recent)) + 1)
+        rows = self.rows
+        row_i = rows[item]
+        w = weight
+        back = self.backward
+        limit = 2 * self.row_cap
+        for j in reversed(recent):
+            if j == item:
+                # A repeat carries no co-occurrence signal; do not decay past it.
+                continue
+            row_j = rows[j]
+            row_j.add(item, w)
+            if back:
+                row_i.add(j, w * back)
+            if row_j.n > limit:
+                row_j.prune(self.row_cap)
+            w *= self.recency
+        if row_i.n > limit:
+            row_i.prune(self.row_cap)
+
+    def row(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """Neighbour indexes of item ``j`` and their share of its row (sums to 1)."""
+        if j >= len(self.rows) or self.rows[j].n == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        r = self.rows[j]
+        return r.idx[: r.n], r.val[: r.n] / r.total
+
+    def scores(self, recent: "list[int] | np.ndarray", n_items: int) -> np.ndarray:
+        """Dense scores over ``n_items``: recency-weighted sum of normalised rows.
+
+        Each row is normalised to sum to one, so a popular source item does
+        not drown the others.
+        """
+        out = np.zeros(n_items)
+        w = 1.0
+        rows = self.rows
+        for j in reversed(recent):
+            j = int(j)
+            if j < len(rows) and rows[j].n:
+                r = rows[j]
+                # Row indexes are unique, so a fancy-index add is exact.
+                out[r.idx[: r.n]] += r.val[: r.n] * (w / r.total)
+            w *= self.recency
+        return out

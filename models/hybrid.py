@@ -1,0 +1,301 @@
+"""The hybrid recommender: River MF + co-occurrence + decayed popularity."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from models.arrays import grow
+from models.cooc import CoOccurrence
+from models.event import Event
+from models.ids import IdMap
+from models.index import ItemIndex
+from models.mf import ImplicitMF
+from models.popularity import DecayedPopularity
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters of :class:`HybridRecommender`.
+
+    Defaults come from the sweep in ``bench/sweep.py`` (see
+    ``bench/RESULTS.md``). Every per-user and per-item structure is bounded
+    by a field here.
+    """
+
+    n_factors: int = 32
+    lr: float = 0.05
+    l2: float = 0.01
+    negatives: int = 4
+    negative_sampling: str = "popular"  # or "uniform"
+    half_life_s: float = 3 * 86400.0
+    window: int = 5  # recent items per user (bounds co-occurrence input)
+    cooc_row_cap: int = 200  # co-occurrence entries kept per item (2x before pruning)
+    cooc_backward: float = 0.5
+    cooc_recency: float = 0.8
+    seen_cap: int = 1000  # items remembered per user for exclusion
+    w_mf: float = 1.0
+    w_cooc: float = 1.0
+    w_pop: float = 0.3
+    exact_max_items: int = 20000  # above this, rank HNSW candidates exactly
+    candidates: int = 200
+    negative_pool: int = 4096  # recent item events sampled for "popular" negatives
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.negative_sampling not in ("popular", "uniform"):
+            raise ValueError(f"negative_sampling must be 'popular' or 'uniform', got {self.negative_sampling!r}")
+        for name in ("n_factors", "window", "cooc_row_cap", "seen_cap", "candidates", "negative_pool"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+class Ranked(NamedTuple):
+    """A ranked list: external item ids, best first, and their scores."""
+
+    items: list[str]
+    scores: list[float]
+
+
+_EMPTY = Ranked([], [])
+
+
+class HybridRecommender:
+    """Online hybrid recommender; every event updates every component.
+
+    Scores blend three signals, each scaled to ``[0, 1]``: the MF
+    probability ``sigmoid(p_u . q_i)``, the co-occurrence of ``i`` with the
+    user's recent items (relative to the best item), and decayed
+    popularity (relative to the most popular item). Items the user already
+    interacted with are excluded.
+
+    Reads (:meth:`recommend`, :meth:`similar`, :meth:`popular`,
+    :meth:`is_known`) never create state.
+
+    Examples
+    --------
+    >>> m = HybridRecommender(ModelConfig(seed=1))
+    >>> for user, item in [("a", "x"), ("a", "y"), ("b", "x")]:
+    ...     m.learn(Event(user, item, "view", 1.0, ts=0.0, source_ts=0.0))
+    >>> m.recommend("b", k=2).items
+    ['y']
+    >>> m.is_known("zed"), m.is_known("zed")
+    (False, False)
+    """
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        self.config = c = config or ModelConfig()
+        self.users = IdMap()
+        self.items = IdMap()
+        self.mf = ImplicitMF(c.n_factors, c.lr, c.l2, c.seed)
+        self.pop = DecayedPopularity(c.half_life_s)
+        self.cooc = CoOccurrence(c.cooc_row_cap, c.cooc_backward, c.cooc_recency)
+        self.index = ItemIndex(c.n_factors, seed=c.seed)
+        self.n_events = 0
+        self._recent = np.full((0, c.window), -1, dtype=np.int32)  # most recent last
+        self._seen: list[np.ndarray] = []  # per user: ring of item indexes, at most seen_cap
+        self._seen_n = np.zeros(0, dtype=np.int64)  # per user: items ever added to the ring
+        self._pool = np.zeros(c.negative_pool, dtype=np.int64)
+        self._rng = np.random.default_rng(c.seed)
+        self._dirty: set[int] = set()
+
+    # ---------------------------------------------------------------- learning
+
+    def learn(self, event: Event) -> None:
+        """Update every component with one event."""
+        c = self.config
+        u = self.users.add(event.user)
+        i = self.items.add(event.item)
+        n_items = len(self.items)
+        if u == len(self._seen):
+            self._seen.append(np.zeros(min(8, c.seen_cap), dtype=np.int32))
+            self._recent = grow(self._recent, u + 1, fill=-1)
+            self._seen_n = grow(self._seen_n, u + 1)
+        recent = self._recent[u]
+        history = recent[recent >= 0]
+        w = event.weight
+
+        self.cooc.learn(history, i, w)
+        self.pop.learn(i, w, event.ts)
+        negatives = self._sample_negatives(n_items)
+        self.mf.learn(u, i, w, negatives)
+
+        self._pool[self.n_events % c.negative_pool] = i
+        self.n_events += 1
+        self._dirty.add(i)
+        self._dirty.update(negatives.tolist())
+        if recent[-1] != i:
+            recent[:-1] = recent[1:]
+            recent[-1] = i
+        self._remember(u, i)
+
+    def _remember(self, u: int, i: int) -> None:
+        """Add ``i`` to user ``u``'s seen ring (oldest overwritten past seen_cap)."""
+        ring = self._seen[u]
+        n = int(self._seen_n[u])
+        if (ring[: min(n, ring.shape[0])] == i).any():
+            return
+        cap = self.config.seen_cap
+        if n == ring.shape[0] and n < cap:
+            ring = self._seen[u] = np.resize(ring, min(2 * n, cap))
+        ring[n % ring.shape[0]] = i
+        self._seen_n[u] = n + 1
+
+    def _sample_negatives(self, n_items: int) -> np.ndarray:
+        k = self.config.negatives
+        if self.config.negative_sampling == "popular" and self.n_events >= k:
+            filled = min(self.n_events, self.config.negative_pool)
+            return self._pool[self._rng.integers(0, filled, size=k)]
+        return self._rng.integers(0, n_items, size=k)
+
+    def refresh_index(self) -> None:
+        """Re-index item vectors changed since the last call (once per batch)."""
+        if self._dirty or len(self.index) != len(self.items):
+            changed = np.fromiter(self._dirty, dtype=np.int64, count=len(self._dirty))
+            self._dirty.clear()
+            self.index.refresh(self.mf.item_factors, changed)
+
+    # ------------------------------------------------------------------ reads
+
+    def is_known(self, user: str) -> bool:
+        """Whether ``user`` has been learned."""
+        return user in self.users
+
+    def recommend(self, user: str, k: int = 20, exclude: Iterable[str] = ()) -> Ranked:
+        """Top-``k`` items for ``user``; the popular list for an unknown user."""
+        u = self.users.get(user)
+        if u is None:
+            return self.popular(k, exclude)
+        idx, scores = self._rank_user(u, k, self._exclusions(exclude))
+        return self._named(idx, scores)
+
+    def recommend_indexes(self, u: int, k: int) -> np.ndarray:
+        """Top-``k`` item indexes for a known user index (evaluation fast path)."""
+        return self._rank_user(u, k, None)[0]
+
+    def popular(self, k: int = 20, exclude: Iterable[str] = ()) -> Ranked:
+        """The ``k`` most popular items now (decayed)."""
+        raw = self.pop.raw()
+        if raw.size == 0:
+            return _EMPTY
+        drop = self._exclusions(exclude)
+        top = self.pop.top(k + len(drop))
+        top = top[~np.isin(top, drop)][:k] if len(drop) else top[:k]
+        peak = raw[top[0]] if top.size and raw[top[0]] > 0 else 1.0
+        return self._named(top, raw[top] / peak)
+
+    def similar(self, item: str, k: int = 20) -> Ranked:
+        """Items most similar to ``item``: co-occurrence blended with MF cosine."""
+        i = self.items.get(item)
+        if i is None:
+            return _EMPTY
+        c = self.config
+        co_idx, co_share = self.cooc.row(i)
+        factors = self.mf.item_factors
+        if len(self.items) > c.exact_max_items:
+            self.refresh_index()
+            cand = np.union1d(self.index.query(factors[i], c.candidates), co_idx)
+        else:
+            cand = np.arange(len(self.items))
+        cand = cand[cand != i]
+        if cand.size == 0:
+            return _EMPTY
+        vecs = factors[cand]
+        cos = vecs @ factors[i] / (np.linalg.norm(vecs, axis=1) * np.linalg.norm(factors[i]) + 1e-12)
+        co = np.zeros(cand.size)
+        if co_idx.size:
+            pos = np.searchsorted(cand, co_idx)
+            ok = (pos < cand.size) & (cand[np.minimum(pos, cand.size - 1)] == co_idx)
+            co[pos[ok]] = co_share[ok] / co_share.max()
+        score = c.w_mf * (cos + 1.0) / 2.0 + c.w_cooc * co
+        top = _top(score, k)
+        return self._named(cand[top], score[top])
+
+    # ---------------------------------------------------------------- ranking
+
+    def _exclusions(self, exclude: Iterable[str]) -> np.ndarray:
+        get = self.items.get
+        found = [j for j in (get(x) for x in exclude) if j is not None]
+        return np.array(found, dtype=np.int64)
+
+    def _rank_user(self, u: int, k: int, drop: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        c = self.config
+        n = len(self.items)
+        recent = self._recent[u]
+        recent = recent[recent >= 0]
+        user_vec = self.mf.user_factors[u]
+        factors = self.mf.item_factors
+        if n > c.exact_max_items:
+            self.refresh_index()
+            co_idx, co_val = self._cooc_sparse(recent)
+            cand = np.union1d(np.union1d(self.index.query(user_vec, c.candidates), co_idx), self.pop.top(c.candidates))
+            co = np.zeros(cand.size)
+            co[np.searchsorted(cand, co_idx)] = co_val
+            logits = factors[cand] @ user_vec
+            pop = self.pop.raw()[cand]
+        else:
+            cand = None
+            co = self.cooc.scores(recent, n)
+            logits = factors @ user_vec
+            pop = self.pop.raw()
+        score = _sigmoid_(logits)
+        if c.w_mf != 1.0:
+            score *= c.w_mf
+        co_max = co.max() if co.size else 0.0
+        if co_max > 0:
+            co *= c.w_cooc / co_max
+            score += co
+        pop_max = pop.max() if pop.size else 0.0
+        if pop_max > 0:
+            score += pop * (c.w_pop / pop_max)
+        mask = self._seen[u][: int(self._seen_n[u])]
+        if drop is not None and drop.size:
+            mask = np.concatenate([mask, drop])
+        if cand is None:
+            score[mask] = -math.inf
+        else:
+            score[np.isin(cand, mask)] = -math.inf
+        top = _top(score, k)
+        top = top[np.isfinite(score[top])]
+        return (top if cand is None else cand[top]), score[top]
+
+    def _cooc_sparse(self, recent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        parts_i, parts_v = [], []
+        w = 1.0
+        for j in recent[::-1]:
+            idx, share = self.cooc.row(int(j))
+            parts_i.append(idx)
+            parts_v.append(share * w)
+            w *= self.config.cooc_recency
+        if not parts_i:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        idx, inv = np.unique(np.concatenate(parts_i), return_inverse=True)
+        return idx, np.bincount(inv, weights=np.concatenate(parts_v), minlength=idx.size)
+
+    def _named(self, idx: np.ndarray, scores: np.ndarray) -> Ranked:
+        names = self.items.names
+        return Ranked([names[j] for j in idx.tolist()], [round(float(s), 6) for s in scores])
+
+
+def _sigmoid_(x: np.ndarray) -> np.ndarray:
+    """Logistic function computed in place on ``x`` (a fresh array), returned."""
+    np.negative(x, out=x)
+    with np.errstate(over="ignore"):
+        np.exp(x, out=x)  # exp overflow gives inf, and 1 / inf is the right 0
+    x += 1.0
+    return np.reciprocal(x, out=x)
+
+
+def _top(score: np.ndarray, k: int) -> np.ndarray:
+    """Indexes of the ``k`` largest scores, best first."""
+    n = score.shape[0]
+    if n == 0 or k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if k >= n:
+        return np.argsort(-score, kind="stable")
+    part = np.argpartition(-score, k - 1)[:k]
+    return part[np.argsort(-score[part], kind="stable")]

@@ -1,0 +1,1 @@
+"""Dataflow steps: parsing, learning/ranking, and the Kafka and Redis I/O."""

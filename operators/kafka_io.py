@@ -1,0 +1,174 @@
+"""Kafka input and dead-letter output on kafka-python.
+
+The source assigns one Kafka partition to each Bytewax partition and keeps
+the next offset in Bytewax recovery snapshots, not in consumer-group
+commits: on restart, input offsets and model state rewind together.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from operators.parse import Rejected
+from state import metrics
+
+log = logging.getLogger(__name__)
+
+_IDLE = timedelta(milliseconds=5)  # how long an idle partition sleeps between polls
+
+
+class ServiceError(RuntimeError):
+    """A service (Kafka or Redis) is unreachable or misconfigured; one line for the user."""
+
+
+@dataclass(slots=True, frozen=True)
+class Message:
+    """One consumed message: its bytes and Kafka timestamp (seconds)."""
+
+    value: bytes
+    ts: float
+
+
+def _client_config(brokers: str, extra: Mapping[str, Any]) -> dict[str, Any]:
+    return {"bootstrap_servers": brokers.split(","), "bootstrap_timeout_ms": 5000, **extra}
+
+
+def ensure_topics(brokers: str, topics: dict[str, int], extra: Mapping[str, Any] | None = None) -> None:
+    """Create the missing topics (name -> partitions); fail in one line if the broker is down."""
+    try:
+        admin = KafkaAdminClient(**_client_config(brokers, extra or {}))
+    except KafkaError as ex:
+        raise ServiceError(f"cannot reach Kafka at {brokers}: {ex}; start the broker or pass --kafka HOST:PORT") from ex
+    try:
+        existing = set(admin.list_topics())
+        missing = {t: {"num_partitions": n, "replication_factor": -1} for t, n in topics.items() if t not in existing}
+        if missing:
+            log.info("creating Kafka topics %s on %s", ", ".join(sorted(missing)), brokers)
+            try:
+                admin.create_topics(missing, wait_for_metadata=True)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+
+
+class _PartitionReader(StatefulSourcePartition[Message, int | None]):
+    def __init__(self, config: dict[str, Any], topic: str, partition: int, resume: int | None, max_records: int):
+        self._tp = TopicPartition(topic, partition)
+        self._consumer = KafkaConsumer(enable_auto_commit=False, group_id=None, **config)
+        self._consumer.assign([self._tp])
+        if resume is None:
+            self._consumer.seek_to_beginning(self._tp)
+        else:
+            self._consumer.seek(self._tp, resume)
+        self._next: int | None = resume
+        self._max = max_records
+        self._awake: datetime | None = None
+        self._lag = metrics.LAG.labels(str(partition))
+        self._lag_at = 0.0
+
+    def next_batch(self) -> list[Message]:
+        records = self._consumer.poll(timeout_ms=0, max_records=self._max).get(self._tp, ())
+        now = time.monotonic()
+        if now - self._lag_at > 1.0:
+            self._lag_at = now
+            high = self._consumer.highwater(self._tp)
+            if high is not None and self._next is not None:
+                self._lag.set(max(high - self._next, 0))
+        if not records:
+            self._awake = datetime.now(timezone.utc) + _IDLE
+            return []
+        self._awake = None
+        self._next = records[-1].offset + 1
+        return [Message(r.value, r.timestamp / 1000.0) for r in records]
+
+    def next_awake(self) -> datetime | None:
+        return self._awake
+
+    def snapshot(self) -> int | None:
+        return self._next
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class KafkaSource(FixedPartitionedSource[Message, int | None]):
+    """Read a topic; one Bytewax partition per Kafka partition.
+
+    Parameters
+    ----------
+    brokers
+        ``HOST:PORT[,HOST:PORT...]``.
+    topic
+        Topic to read from the beginning (or from the recovered offset).
+    extra
+        More kafka-python settings (SASL, SSL, ...).
+    max_records
+        Most messages returned by one poll.
+    """
+
+    def __init__(self, brokers: str, topic: str, extra: Mapping[str, Any] | None = None, max_records: int = 4096):
+        self.brokers = brokers
+        self.topic = topic
+        self.config = _client_config(brokers, extra or {})
+        self.max_records = max_records
+
+    def list_parts(self) -> list[str]:
+        try:
+            consumer = KafkaConsumer(**self.config)
+        except KafkaError as ex:
+            raise ServiceError(f"cannot reach Kafka at {self.brokers}: {ex}") from ex
+        try:
+            parts = consumer.partitions_for_topic(self.topic)
+        finally:
+            consumer.close()
+        if not parts:
+            raise ServiceError(f"topic {self.topic!r} does not exist on Kafka at {self.brokers}")
+        return [str(p) for p in sorted(parts)]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _PartitionReader:
+        return _PartitionReader(self.config, self.topic, int(for_part), resume_state, self.max_records)
+
+
+class _DeadLetterWriter(StatelessSinkPartition[Rejected]):
+    def __init__(self, config: dict[str, Any], topic: str):
+        self._producer = KafkaProducer(**config)
+        self._topic = topic
+
+    def write_batch(self, items: list[Rejected]) -> None:
+        for r in items:
+            headers = [("reason", r.detail.encode()), ("reason_code", r.reason.encode())]
+            self._producer.send(self._topic, value=r.raw, headers=headers)
+        # Flushed before the epoch can close, so a snapshot never covers a
+        # rejected message that is not durable in the dead-letter topic.
+        self._producer.flush()
+        for r in items:
+            metrics.EVENTS.labels("rejected", r.reason).inc()
+
+    def close(self) -> None:
+        self._producer.close()
+
+
+class DeadLetterSink(DynamicSink[Rejected]):
+    """Send rejected messages, unchanged, to the dead-letter topic.
+
+    Each message keeps its original bytes and gets a ``reason`` header
+    (human-readable) and a ``reason_code`` header (the metric label).
+    """
+
+    def __init__(self, brokers: str, topic: str, extra: Mapping[str, Any] | None = None):
+        self.config = _client_config(brokers, extra or {})
+        self.topic = topic
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _DeadLetterWriter:
+        return _DeadLetterWriter(self.config, self.topic)

@@ -1,0 +1,144 @@
+"""The learning step: every event updates the model; touched users are re-ranked.
+
+All events go to one model (one key of a ``stateful_batch``), so a whole
+batch is learned together and each user touched in it is ranked once.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+from bytewax.operators import StatefulBatchLogic
+
+from models import HybridRecommender, ModelConfig
+from models.arrays import grow
+from models.event import Event
+from operators.serve import Write
+from state import metrics
+from state.keys import item_key, popular_key, user_key
+from state.redis_store import payload
+
+HIT_K = 10  # the live metric is hit-rate@10
+_HIT_WINDOW = 10_000
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """What the learn step writes.
+
+    Parameters
+    ----------
+    namespace
+        Redis key prefix.
+    k
+        Length of each user's list.
+    popular_n
+        Length of the popular list.
+    similar_k
+        Length of each similar-items list.
+    refresh_s
+        Seconds between refreshes of the popular and similar-items lists.
+    similar_max
+        Most similar-items lists refreshed per timer tick (most recently
+        changed items first).
+    """
+
+    namespace: str = "freshrec"
+    k: int = 20
+    popular_n: int = 100
+    similar_k: int = 20
+    refresh_s: float = 2.0
+    similar_max: int = 2000
+
+
+class LearnLogic(StatefulBatchLogic[Event, Write, bytes]):
+    """Learn a batch, emit one :class:`Write` per touched user; timers for the rest.
+
+    The snapshot is the pickled model (bytes: an immutable deep copy).
+    Besides the model, the step keeps each user's last served top-10 for
+    the live prequential hit-rate; that is metric state and is not
+    snapshotted.
+    """
+
+    def __init__(self, model_config: ModelConfig, serve: ServeConfig, resume: bytes | None) -> None:
+        self.model: HybridRecommender = pickle.loads(resume) if resume is not None else HybridRecommender(model_config)
+        self.serve = serve
+        self._served = np.full((0, HIT_K), -1, dtype=np.int32)
+        self._hits = np.zeros(_HIT_WINDOW, dtype=np.bool_)
+        self._checks = 0
+        self._changed: dict[int, None] = {}
+        self._next_refresh = datetime.now(timezone.utc) + timedelta(seconds=serve.refresh_s)
+
+    def on_batch(self, events: list[Event]) -> tuple[list[Write], bool]:
+        model = self.model
+        touched: dict[str, list[Event]] = {}
+        hits = 0
+        checks = 0
+        for ev in events:
+            u = model.users.get(ev.user)
+            if u is not None and u < self._served.shape[0] and self._served[u, 0] >= 0:
+                i = model.items.get(ev.item)
+                hit = i is not None and bool((self._served[u] == i).any())
+                self._hits[self._checks % _HIT_WINDOW] = hit
+                self._checks += 1
+                hits += hit
+                checks += 1
+            model.learn(ev)
+            touched.setdefault(ev.user, []).append(ev)
+            self._changed[model.items.index[ev.item]] = None
+        model.refresh_index()
+
+        ns, k = self.serve.namespace, self.serve.k
+        writes = []
+        self._served = grow(self._served, len(model.users), fill=-1)
+        for user, evs in touched.items():
+            ranked = model.recommend(user, k)
+            u = model.users.index[user]
+            served = [model.items.index[x] for x in ranked.items[:HIT_K]]
+            self._served[u] = -1
+            self._served[u, : len(served)] = served
+            newest = max(e.ts for e in evs)
+            writes.append(Write(user_key(ns, user), payload(ranked.items, ranked.scores, newest), "user", tuple(e.source_ts for e in evs)))
+
+        metrics.EVENTS.labels("applied", "").inc(len(events))
+        metrics.BATCH_SIZE.observe(len(events))
+        if checks:
+            metrics.PREQ_CHECKS.inc(checks)
+            metrics.PREQ_HITS.inc(hits)
+            seen = min(self._checks, _HIT_WINDOW)
+            metrics.HIT_RATE.set(float(self._hits[:seen].mean()))
+        metrics.USERS.set(len(model.users))
+        metrics.ITEMS.set(len(model.items))
+        return writes, StatefulBatchLogic.RETAIN
+
+    def on_notify(self) -> tuple[list[Write], bool]:
+        self._next_refresh = datetime.now(timezone.utc) + timedelta(seconds=self.serve.refresh_s)
+        return self.refresh_lists(), StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[list[Write], bool]:
+        return self.refresh_lists(), StatefulBatchLogic.RETAIN
+
+    def refresh_lists(self) -> list[Write]:
+        """The popular list and the similar-items lists of recently changed items."""
+        model, s = self.model, self.serve
+        if not len(model.items):
+            return []
+        now = model.pop.now
+        top = model.popular(s.popular_n)
+        writes = [Write(popular_key(s.namespace), payload(top.items, top.scores, now), "popular")]
+        changed = list(self._changed)[-s.similar_max :]
+        self._changed.clear()
+        names = model.items.names
+        for i in changed:
+            sim = model.similar(names[i], s.similar_k)
+            writes.append(Write(item_key(s.namespace, names[i]), payload(sim.items, sim.scores, now), "item"))
+        return writes
+
+    def notify_at(self) -> datetime:
+        return self._next_refresh
+
+    def snapshot(self) -> bytes:
+        return pickle.dumps(self.model, protocol=pickle.HIGHEST_PROTOCOL)

@@ -1,0 +1,1 @@
+"""Everything that is stored: Redis keys and writes, metrics, recovery."""

@@ -1,0 +1,56 @@
+"""Every Prometheus metric freshrec exports, declared once.
+
+Names carry the ``freshrec_`` prefix, base units and ``_total`` for
+counters; labels are bounded (never a user or item id).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+# Messages consumed, by outcome: applied to the model, or rejected to the
+# dead-letter topic (reason = a code from operators.parse.REASONS).
+# applied + rejected == consumed, always.
+EVENTS = Counter("freshrec_events", "Event messages by outcome", ["outcome", "reason"])
+
+# Seconds from an event's Kafka timestamp to the Redis write of its user's list.
+FRESHNESS = Histogram(
+    "freshrec_freshness_seconds",
+    "Event Kafka timestamp to its user's list written in Redis",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+
+# Prequential checks: before an event is learned, was its item in the list
+# last served to that user? hits / checks is the live hit-rate@10.
+PREQ_CHECKS = Counter("freshrec_prequential_checks", "Events of users that had a served list")
+PREQ_HITS = Counter("freshrec_prequential_hits", "Events whose item was in the user's served top-10")
+# The same over the last 10,000 checks, for a dashboard.
+HIT_RATE = Gauge("freshrec_hit_rate_at_10", "Live prequential hit-rate@10 over the last 10,000 checks")
+
+# Events per learn batch (how well the flow amortises per-batch work).
+BATCH_SIZE = Histogram(
+    "freshrec_batch_events", "Events per learn batch", buckets=(1, 4, 16, 64, 256, 1024, 4096, 16384)
+)
+
+# One pipelined Redis write of a batch of lists.
+REDIS_WRITE = Histogram(
+    "freshrec_redis_write_seconds",
+    "Duration of one pipelined Redis write",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+REDIS_KEYS_WRITTEN = Counter("freshrec_redis_keys_written", "Keys written to Redis", ["kind"])
+
+# 1 while a service is unreachable and the flow is retrying, else 0.
+OUTAGE = Gauge("freshrec_outage", "1 while the service is unreachable and writes are retried", ["service"])
+RETRIES = Counter("freshrec_retries", "Retried operations against a service", ["service"])
+
+# Messages in Kafka not yet consumed, per partition (high watermark - position).
+LAG = Gauge("freshrec_consumer_lag_messages", "Kafka consumer lag", ["partition"])
+
+USERS = Gauge("freshrec_users", "Users known to the model")
+ITEMS = Gauge("freshrec_items", "Items known to the model")
+
+
+def serve(port: int, host: str = "127.0.0.1") -> None:
+    """Expose ``/metrics`` on ``host:port`` (loopback by default)."""
+    start_http_server(port, addr=host)
