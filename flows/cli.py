@@ -167,8 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # kafka-python logs every failed reconnect; freshrec reports outages itself, once.
     for noisy in ("kafka", "bytewax"):
-        logging.getLogger(noisy).setLevel(logging.ERROR if not args.verbose else logging.DEBUG)
+        logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.CRITICAL)
     try:
         return args.func(args)
     except ValueError as ex:  # bad settings from the environment

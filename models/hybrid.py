@@ -30,7 +30,7 @@ class ModelConfig:
     n_factors: int = 32
     lr: float = 0.05
     l2: float = 0.01
-    negatives: int = 4
+    negatives: int = 2
     negative_sampling: str = "popular"  # or "uniform"
     half_life_s: float = 3 * 86400.0
     window: int = 5  # recent items per user (bounds co-occurrence input)
@@ -152,12 +152,30 @@ class HybridRecommender:
             return self._pool[self._rng.integers(0, filled, size=k)]
         return self._rng.integers(0, n_items, size=k)
 
+    @property
+    def uses_index(self) -> bool:
+        """Whether ranking goes through HNSW (catalogue above ``exact_max_items``)."""
+        return len(self.items) > self.config.exact_max_items
+
     def refresh_index(self) -> None:
-        """Re-index item vectors changed since the last call (once per batch)."""
-        if self._dirty or len(self.index) != len(self.items):
-            changed = np.fromiter(self._dirty, dtype=np.int64, count=len(self._dirty))
+        """Re-index the item vectors changed since the last call.
+
+        Call it on a timer, not per event or batch: an hnswlib update costs
+        far more than a learn step. Between refreshes, ranking takes
+        candidates from the slightly stale index and scores them exactly
+        with the current vectors. Below ``exact_max_items`` ranking is exact
+        numpy and there is no index to keep.
+        """
+        if not self.uses_index:
+            return
+        changed = np.fromiter(self._dirty, dtype=np.int64, count=len(self._dirty))
+        self._dirty.clear()
+        self.index.refresh(self.mf.item_factors, changed)
+
+    def _ensure_index(self) -> None:
+        if len(self.index) == 0:
             self._dirty.clear()
-            self.index.refresh(self.mf.item_factors, changed)
+            self.index.rebuild(self.mf.item_factors)
 
     # ------------------------------------------------------------------ reads
 
@@ -196,8 +214,8 @@ class HybridRecommender:
         c = self.config
         co_idx, co_share = self.cooc.row(i)
         factors = self.mf.item_factors
-        if len(self.items) > c.exact_max_items:
-            self.refresh_index()
+        if self.uses_index:
+            self._ensure_index()
             cand = np.union1d(self.index.query(factors[i], c.candidates), co_idx)
         else:
             cand = np.arange(len(self.items))
@@ -229,8 +247,8 @@ class HybridRecommender:
         recent = recent[recent >= 0]
         user_vec = self.mf.user_factors[u]
         factors = self.mf.item_factors
-        if n > c.exact_max_items:
-            self.refresh_index()
+        if self.uses_index:
+            self._ensure_index()
             co_idx, co_val = self._cooc_sparse(recent)
             cand = np.union1d(np.union1d(self.index.query(user_vec, c.candidates), co_idx), self.pop.top(c.candidates))
             co = np.zeros(cand.size)
@@ -242,6 +260,14 @@ class HybridRecommender:
             co = self.cooc.scores(recent, n)
             logits = factors @ user_vec
             pop = self.pop.raw()
+        mask = self._seen[u][: int(self._seen_n[u])]
+        if drop is not None and drop.size:
+            mask = np.concatenate([mask, drop])
+        if cand is not None:
+            mask = np.flatnonzero(np.isin(cand, mask))
+        # Normalise co-occurrence over the items that can be recommended: the
+        # user's own (seen) items are its strongest entries and would drown the rest.
+        co[mask] = 0.0
         score = _sigmoid_(logits)
         if c.w_mf != 1.0:
             score *= c.w_mf
@@ -252,13 +278,7 @@ class HybridRecommender:
         pop_max = pop.max() if pop.size else 0.0
         if pop_max > 0:
             score += pop * (c.w_pop / pop_max)
-        mask = self._seen[u][: int(self._seen_n[u])]
-        if drop is not None and drop.size:
-            mask = np.concatenate([mask, drop])
-        if cand is None:
-            score[mask] = -math.inf
-        else:
-            score[np.isin(cand, mask)] = -math.inf
+        score[mask] = -math.inf
         top = _top(score, k)
         top = top[np.isfinite(score[top])]
         return (top if cand is None else cand[top]), score[top]

@@ -89,7 +89,6 @@ class LearnLogic(StatefulBatchLogic[Event, Write, bytes]):
             model.learn(ev)
             touched.setdefault(ev.user, []).append(ev)
             self._changed[model.items.index[ev.item]] = None
-        model.refresh_index()
 
         ns, k = self.serve.namespace, self.serve.k
         writes = []
@@ -122,10 +121,11 @@ class LearnLogic(StatefulBatchLogic[Event, Write, bytes]):
         return self.refresh_lists(), StatefulBatchLogic.RETAIN
 
     def refresh_lists(self) -> list[Write]:
-        """The popular list and the similar-items lists of recently changed items."""
+        """The popular list and the similar-items lists of items changed since the last refresh."""
         model, s = self.model, self.serve
-        if not len(model.items):
+        if not self._changed:
             return []
+        model.refresh_index()
         now = model.pop.now
         top = model.popular(s.popular_n)
         writes = [Write(popular_key(s.namespace), payload(top.items, top.scores, now), "popular")]

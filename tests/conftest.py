@@ -1,0 +1,76 @@
+"""Shared fixtures: real Kafka and Redis, started by scripts/services.sh.
+
+If ``FRESHREC_KAFKA`` and ``FRESHREC_REDIS_URL`` are set, the tests use
+those services; otherwise the session starts its own on free loopback
+ports and stops them at the end. Every test gets its own topic and Redis
+namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import ROOT, Flow
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[dict[str, str]]:
+    if os.environ.get("FRESHREC_KAFKA") and os.environ.get("FRESHREC_REDIS_URL"):
+        yield {"FRESHREC_KAFKA": os.environ["FRESHREC_KAFKA"], "FRESHREC_REDIS_URL": os.environ["FRESHREC_REDIS_URL"]}
+        return
+    workdir = tempfile.mkdtemp(prefix="freshrec-services-")
+    script = str(ROOT / "scripts" / "services.sh")
+    subprocess.run([script, "start", workdir], check=True)
+    env: dict[str, str] = {}
+    for line in Path(workdir, "env").read_text().splitlines():
+        key, _, value = line.removeprefix("export ").partition("=")
+        env[key] = value
+    try:
+        yield env
+    finally:
+        subprocess.run([script, "stop", workdir], check=False)
+
+
+@pytest.fixture
+def names() -> dict[str, str]:
+    """A fresh topic and Redis namespace for one test."""
+    tag = uuid.uuid4().hex[:10]
+    return {"topic": f"test.{tag}", "namespace": f"t{tag}"}
+
+
+@pytest.fixture
+def redis_client(services):
+    import redis
+
+    client = redis.Redis.from_url(services["FRESHREC_REDIS_URL"])
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def producer(services):
+    from kafka import KafkaProducer
+
+    p = KafkaProducer(bootstrap_servers=services["FRESHREC_KAFKA"], linger_ms=5)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def start_flow(services, names):
+    flows: list[Flow] = []
+
+    def start(*extra: str, topic: str | None = None, namespace: str | None = None) -> Flow:
+        args = ["--topic", topic or names["topic"], "--namespace", namespace or names["namespace"], *extra]
+        flow = Flow(dict(services), args)
+        flows.append(flow)
+        return flow
+
+    yield start
+    for flow in flows:
+        flow.stop()

@@ -1,0 +1,75 @@
+"""Test helpers: free ports, polling, ``freshrec run`` as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+
+def wait_for(check: Callable[[], object], timeout: float = 20.0, every: float = 0.1) -> object:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(every)
+
+
+class Flow:
+    """``freshrec run`` as a subprocess (the real CLI), stopped at the end of the test."""
+
+    def __init__(self, env: dict[str, str], args: list[str]) -> None:
+        self.metrics_port = free_port()
+        self.log = tempfile.NamedTemporaryFile(prefix="freshrec-run-", suffix=".log", delete=False)
+        cmd = [sys.executable, "-m", "flows.cli", "run", "--metrics-port", str(self.metrics_port), "--refresh-s", "0.5", *args]
+        self.cmd = " ".join(shlex.quote(c) for c in cmd)
+        self.proc = subprocess.Popen(cmd, env={**os.environ, **env}, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
+        """Sum of the samples of ``name`` matching ``labels`` on the /metrics endpoint."""
+        import urllib.request
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).read().decode()
+        except OSError:
+            return 0.0
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in (labels or {}).items()):
+                    total += sample.value
+        return total
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text()
+
+    def stop(self, sig: int = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
