@@ -1,0 +1,82 @@
+"""replay and eval: the load-test and quality tools."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import orjson
+from kafka import KafkaConsumer
+
+from bench.synthetic import SyntheticConfig, synthetic_events
+from support import ROOT
+
+
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=ROOT, env={**os.environ, **(env or {})},
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_synthetic_stream_is_deterministic_and_drifts() -> None:
+    cfg = SyntheticConfig(users=50, items=200, topics=5, events=4000, seed=11)
+    a, b = list(synthetic_events(cfg)), list(synthetic_events(cfg))
+    assert a == b and len(a) == 4000
+    assert a != list(synthetic_events(SyntheticConfig(users=50, items=200, topics=5, events=4000, seed=12)))
+    # taste drift: a user's most frequent topic differs between the halves
+    def main_topic(evs, user):
+        topics = [int(e.item[1:]) % 5 for e in evs if e.user == user]
+        return max(set(topics), key=topics.count) if topics else None
+    users = {e.user for e in a}
+    changed = sum(main_topic(a[:2000], u) != main_topic(a[2000:], u) for u in users)
+    assert changed > len(users) / 2
+
+
+def test_replay_bad_file_names_the_line(tmp_path, services) -> None:
+    f = tmp_path / "events.jsonl"
+    f.write_text('{"user": "a", "item": "b", "ts": 1700000000}\n{"user": "a", "item": "b", "ts": 1700000001}\n{"user": "a"}\n')
+    out = cli("replay", str(f), "--kafka", services["FRESHREC_KAFKA"], "--topic", "replay.bad", "--rate", "0")
+    assert out.returncode == 2 and f"{f}:3:" in out.stderr and "item" in out.stderr, out.stderr
+    out = cli("replay", str(tmp_path / "missing.csv"), "--kafka", services["FRESHREC_KAFKA"])
+    assert out.returncode == 2 and "no such file" in out.stderr
+
+
+def test_replay_holds_the_rate(services, names) -> None:
+    t0 = time.monotonic()
+    out = cli("replay", "--synthetic", "--kafka", services["FRESHREC_KAFKA"], "--topic", names["topic"], "--rate", "1000", "--limit", "10000")
+    elapsed = time.monotonic() - t0
+    assert out.returncode == 0, out.stderr
+    assert "sent 10,000 events" in out.stdout
+    achieved = float(out.stdout.split("s: ")[1].split(" events/s")[0].replace(",", ""))
+    assert abs(achieved - 1000) / 1000 <= 0.10, out.stdout
+    assert elapsed >= 9.0
+    consumer = KafkaConsumer(names["topic"], bootstrap_servers=services["FRESHREC_KAFKA"], auto_offset_reset="earliest", consumer_timeout_ms=5000)
+    msgs = []
+    for m in consumer:
+        msgs.append(m)
+        if len(msgs) == 10000:
+            break
+    consumer.close()
+    assert len(msgs) == 10000
+    doc = orjson.loads(msgs[0].value)
+    assert msgs[0].key == doc["user"].encode() and doc["ts"] > 1.7e9
+
+
+def test_eval_prints_the_json_contract(tmp_path) -> None:
+    f = tmp_path / "log.csv"
+    rows = ["userId,movieId,rating,timestamp"]
+    for n, e in enumerate(synthetic_events(SyntheticConfig(users=60, items=120, topics=6, events=6000, seed=3))):
+        rows.append(f"{e.user[1:]},{e.item[1:]},4.0,{1_600_000_000 + n}")
+    f.write_text("\n".join(rows) + "\n")
+    png = tmp_path / "hr.png"
+    out = cli("eval", "--data", str(f), "--json", "--plot", str(png), "--batch-every", "1000")
+    assert out.returncode == 0, out.stderr
+    doc = orjson.loads(out.stdout.strip().splitlines()[-1])
+    assert doc["events"] == 6000 and set(doc["models"]) == {"freshrec", "popularity", "decayed_popularity", "batch_mf"}
+    for row in doc["models"].values():
+        assert set(row) == {"hr@10", "hr@20", "mrr@20", "hr@10_second_half", "coverage", "events_per_s"}
+        assert 0 <= row["hr@10"] <= row["hr@20"] <= 1
+    assert png.stat().st_size > 10_000
+    # on structured data the online model beats all-time popularity
+    assert doc["models"]["freshrec"]["hr@10"] > doc["models"]["popularity"]["hr@10"]
