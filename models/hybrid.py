@@ -32,7 +32,7 @@ class ModelConfig:
     l2: float = 0.01
     negatives: int = 2
     negative_sampling: str = "popular"  # or "uniform"
-    half_life_s: float = 3 * 86400.0
+    half_life_s: float = 30 * 86400.0
     window: int = 5  # recent items per user (bounds co-occurrence input)
     cooc_row_cap: int = 200  # co-occurrence entries kept per item (2x before pruning)
     cooc_backward: float = 0.5
