@@ -10,6 +10,7 @@ summary shows each list before and after the user's latest events.
 from __future__ import annotations
 
 import random
+import sys
 import tempfile
 import threading
 import time
@@ -103,12 +104,19 @@ def run_demo(data: str | None, fmt: str, n_events: int) -> int:
     thread.start()
     before: dict[str, dict] = {}
     total = len(stream)
+    tty = sys.stdout.isatty()
+    ticks = 0
     while thread.is_alive():
         thread.join(0.5)
+        ticks += 1
         done = _count("applied") + _count("rejected")
         rate = done / max(time.perf_counter() - t0, 1e-9)
         hr = _hit_rate()
-        print(f"\r  {done:>8,.0f}/{total:,} events  {rate:>7,.0f} ev/s  hit-rate@10 {hr if hr is not None else 0:.3f}", end="", flush=True)
+        line = f"  {done:>8,.0f}/{total:,} events  {rate:>7,.0f} ev/s  hit-rate@10 {hr if hr is not None else 0:.3f}"
+        if tty:
+            print("\r" + line, end="", flush=True)
+        elif ticks % 4 == 0:  # a log gets a line every 2 s
+            print(line, flush=True)
         if not gate.is_set() and done >= hold_at:
             time.sleep(1.2)  # let the popular list refresh once
             before = {u: read_recs(server, u, settings.namespace, k=10) for u in examples}
