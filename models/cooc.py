@@ -131,3 +131,17 @@ class CoOccurrence:
                 out[r.idx[: r.n]] += r.val[: r.n] * (w / r.total)
             w *= self.recency
         return out
+
+    def sparse_scores(self, recent: "list[int] | np.ndarray") -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`scores` as ``(indexes, values)`` over the nonzero items only (large catalogues)."""
+        parts_i, parts_v = [], []
+        w = 1.0
+        for j in reversed(recent):
+            idx, share = self.row(int(j))
+            parts_i.append(idx)
+            parts_v.append(share * w)
+            w *= self.recency
+        if not parts_i:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        idx, inv = np.unique(np.concatenate(parts_i), return_inverse=True)
+        return idx, np.bincount(inv, weights=np.concatenate(parts_v), minlength=idx.size)

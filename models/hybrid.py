@@ -249,7 +249,7 @@ class HybridRecommender:
         factors = self.mf.item_factors
         if self.uses_index:
             self._ensure_index()
-            co_idx, co_val = self._cooc_sparse(recent)
+            co_idx, co_val = self.cooc.sparse_scores(recent)
             cand = np.union1d(np.union1d(self.index.query(user_vec, c.candidates), co_idx), self.pop.top(c.candidates))
             co = np.zeros(cand.size)
             co[np.searchsorted(cand, co_idx)] = co_val
@@ -282,19 +282,6 @@ class HybridRecommender:
         top = _top(score, k)
         top = top[np.isfinite(score[top])]
         return (top if cand is None else cand[top]), score[top]
-
-    def _cooc_sparse(self, recent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        parts_i, parts_v = [], []
-        w = 1.0
-        for j in recent[::-1]:
-            idx, share = self.cooc.row(int(j))
-            parts_i.append(idx)
-            parts_v.append(share * w)
-            w *= self.config.cooc_recency
-        if not parts_i:
-            return np.zeros(0, dtype=np.int64), np.zeros(0)
-        idx, inv = np.unique(np.concatenate(parts_i), return_inverse=True)
-        return idx, np.bincount(inv, weights=np.concatenate(parts_v), minlength=idx.size)
 
     def _named(self, idx: np.ndarray, scores: np.ndarray) -> Ranked:
         names = self.items.names
