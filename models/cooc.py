@@ -68,8 +68,9 @@ class CoOccurrence:
     >>> co.learn(recent=[0], item=1, weight=1.0)
     >>> co.learn(recent=[0], item=2, weight=1.0)
     >>> co.learn(recent=[0, 2], item=2, weight=1.0)  # 2 -> 2 is skipped
-    >>> co.scores([0], n_items=3).round(3).tolist()
-    [0.0, 0.333, 0.667]
+    >>> idx, val = co.scores([0])
+    >>> idx.tolist(), val.round(3).tolist()
+    ([1, 2], [0.333, 0.667])
     """
 
     def __init__(self, row_cap: int = 200, backward: float = 0.5, recency: float = 0.8) -> None:
@@ -77,6 +78,7 @@ class CoOccurrence:
         self.backward = backward
         self.recency = recency
         self.rows: list[_Row] = []
+        self._buf = np.zeros(0)  # scratch for scores(), not pickled
 
     def _ensure(self, n: int) -> None:
         while len(self.rows) < n:
@@ -114,34 +116,44 @@ class CoOccurrence:
         r = self.rows[j]
         return r.idx[: r.n], r.val[: r.n] / r.total
 
-    def scores(self, recent: "list[int] | np.ndarray", n_items: int) -> np.ndarray:
-        """Dense scores over ``n_items``: recency-weighted sum of normalised rows.
+    def scores(self, recent: "list[int] | np.ndarray", exclude: "np.ndarray | None" = None) -> tuple[np.ndarray, np.ndarray]:
+        """Recency-weighted sum of the normalised rows of ``recent`` (most recent last).
 
         Each row is normalised to sum to one, so a popular source item does
-        not drown the others.
+        not drown the others. Returns ``(indexes, values)`` over the items
+        reached; an index may repeat, always with the same value. Items in
+        ``exclude`` score zero. The cost is proportional to the rows read,
+        not to the catalogue.
         """
-        out = np.zeros(n_items)
-        w = 1.0
         rows = self.rows
+        if self._buf.shape[0] < len(rows):
+            self._buf = np.zeros(len(rows))
+        buf = self._buf
+        parts = []
+        w = 1.0
         for j in reversed(recent):
             j = int(j)
             if j < len(rows) and rows[j].n:
                 r = rows[j]
+                idx = r.idx[: r.n]
                 # Row indexes are unique, so a fancy-index add is exact.
-                out[r.idx[: r.n]] += r.val[: r.n] * (w / r.total)
+                buf[idx] += r.val[: r.n] * (w / r.total)
+                parts.append(idx)
             w *= self.recency
-        return out
-
-    def sparse_scores(self, recent: "list[int] | np.ndarray") -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`scores` as ``(indexes, values)`` over the nonzero items only (large catalogues)."""
-        parts_i, parts_v = [], []
-        w = 1.0
-        for j in reversed(recent):
-            idx, share = self.row(int(j))
-            parts_i.append(idx)
-            parts_v.append(share * w)
-            w *= self.recency
-        if not parts_i:
+        if not parts:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
-        idx, inv = np.unique(np.concatenate(parts_i), return_inverse=True)
-        return idx, np.bincount(inv, weights=np.concatenate(parts_v), minlength=idx.size)
+        idx = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        if exclude is not None and exclude.size:
+            buf[exclude[exclude < buf.shape[0]]] = 0.0
+        val = buf[idx]
+        buf[idx] = 0.0  # the scratch buffer is all zeros between calls
+        return idx, val
+
+    def __getstate__(self) -> dict[str, object]:
+        state = self.__dict__.copy()
+        del state["_buf"]
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._buf = np.zeros(0)

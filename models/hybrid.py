@@ -101,6 +101,8 @@ class HybridRecommender:
         self._seen_n = np.zeros(0, dtype=np.int64)  # per user: items ever added to the ring
         self._pool = np.zeros(c.negative_pool, dtype=np.int64)
         self._rng = np.random.default_rng(c.seed)
+        self._draws = np.zeros(0)  # uniform [0, 1) draws for negative sampling
+        self._draw_at = 0
         self._dirty: set[int] = set()
 
     # ---------------------------------------------------------------- learning
@@ -126,8 +128,9 @@ class HybridRecommender:
 
         self._pool[self.n_events % c.negative_pool] = i
         self.n_events += 1
-        self._dirty.add(i)
-        self._dirty.update(negatives.tolist())
+        if len(self.index):  # changed vectors matter only to a built index
+            self._dirty.add(i)
+            self._dirty.update(negatives.tolist())
         if recent[-1] != i:
             recent[:-1] = recent[1:]
             recent[-1] = i
@@ -147,10 +150,15 @@ class HybridRecommender:
 
     def _sample_negatives(self, n_items: int) -> np.ndarray:
         k = self.config.negatives
+        if self._draw_at + k > self._draws.shape[0]:
+            self._draws = self._rng.random(1024 * k)  # one RNG call per 1024 events
+            self._draw_at = 0
+        r = self._draws[self._draw_at : self._draw_at + k]
+        self._draw_at += k
         if self.config.negative_sampling == "popular" and self.n_events >= k:
             filled = min(self.n_events, self.config.negative_pool)
-            return self._pool[self._rng.integers(0, filled, size=k)]
-        return self._rng.integers(0, n_items, size=k)
+            return self._pool[(r * filled).astype(np.int64)]
+        return (r * n_items).astype(np.int64)
 
     @property
     def uses_index(self) -> bool:
@@ -242,59 +250,48 @@ class HybridRecommender:
 
     def _rank_user(self, u: int, k: int, drop: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         c = self.config
-        n = len(self.items)
         recent = self._recent[u]
         recent = recent[recent >= 0]
+        seen = self._seen[u][: int(self._seen_n[u])]
+        if drop is not None and drop.size:
+            seen = np.concatenate([seen, drop])
+        # Co-occurrence is normalised over the items that can be recommended:
+        # the user's own (seen) items are its strongest entries and would drown the rest.
+        co_idx, co_val = self.cooc.scores(recent, exclude=seen)
         user_vec = self.mf.user_factors[u]
         factors = self.mf.item_factors
+        pop = self.pop.raw()
+        cand = None
         if self.uses_index:
             self._ensure_index()
-            co_idx, co_val = self.cooc.sparse_scores(recent)
             cand = np.union1d(np.union1d(self.index.query(user_vec, c.candidates), co_idx), self.pop.top(c.candidates))
-            co = np.zeros(cand.size)
-            co[np.searchsorted(cand, co_idx)] = co_val
-            logits = factors[cand] @ user_vec
-            pop = self.pop.raw()[cand]
+            factors, pop = factors[cand], pop[cand]
+            co_idx = np.searchsorted(cand, co_idx)
+            seen = np.flatnonzero(np.isin(cand, seen))
+        # score = w_mf * sigmoid(p.q) + w_cooc * co / co_max + w_pop * pop / pop_max.
+        # With sigmoid(x) = (1 + tanh(x / 2)) / 2 the blend is ranked as
+        # half * s + half, s = tanh(p.q / 2) + ..., in a few passes over the items.
+        half = 0.5 * c.w_mf
+        unit = half if half > 0 else 1.0
+        peak = self.pop.peak()
+        if c.w_pop and peak > 0:
+            score = pop * (c.w_pop / (peak * unit))
         else:
-            cand = None
-            co = self.cooc.scores(recent, n)
-            logits = factors @ user_vec
-            pop = self.pop.raw()
-        mask = self._seen[u][: int(self._seen_n[u])]
-        if drop is not None and drop.size:
-            mask = np.concatenate([mask, drop])
-        if cand is not None:
-            mask = np.flatnonzero(np.isin(cand, mask))
-        # Normalise co-occurrence over the items that can be recommended: the
-        # user's own (seen) items are its strongest entries and would drown the rest.
-        co[mask] = 0.0
-        score = _sigmoid_(logits)
-        if c.w_mf != 1.0:
-            score *= c.w_mf
-        co_max = co.max() if co.size else 0.0
-        if co_max > 0:
-            co *= c.w_cooc / co_max
-            score += co
-        pop_max = pop.max() if pop.size else 0.0
-        if pop_max > 0:
-            score += pop * (c.w_pop / pop_max)
-        score[mask] = -math.inf
+            score = np.zeros(pop.shape[0])
+        if half > 0:
+            mf = factors @ (user_vec * 0.5)  # float32, like the factors
+            score += np.tanh(mf, out=mf)
+        co_max = co_val.max() if co_val.size else 0.0
+        if c.w_cooc and co_max > 0:
+            score[co_idx] += co_val * (c.w_cooc / (co_max * unit))
+        score[seen] = -math.inf
         top = _top(score, k)
         top = top[np.isfinite(score[top])]
-        return (top if cand is None else cand[top]), score[top]
+        return (top if cand is None else cand[top]), score[top] * unit + half
 
     def _named(self, idx: np.ndarray, scores: np.ndarray) -> Ranked:
         names = self.items.names
         return Ranked([names[j] for j in idx.tolist()], [round(float(s), 6) for s in scores])
-
-
-def _sigmoid_(x: np.ndarray) -> np.ndarray:
-    """Logistic function computed in place on ``x`` (a fresh array), returned."""
-    np.negative(x, out=x)
-    with np.errstate(over="ignore"):
-        np.exp(x, out=x)  # exp overflow gives inf, and 1 / inf is the right 0
-    x += 1.0
-    return np.reciprocal(x, out=x)
 
 
 def _top(score: np.ndarray, k: int) -> np.ndarray:

@@ -43,6 +43,7 @@ class DecayedPopularity:
         self._scores = np.zeros(0, dtype=np.float64)
         self._n = 0
         self._t_ref: float | None = None
+        self._peak = 0.0  # max of the stored scores, kept per update
         self.now = 0.0
 
     def __len__(self) -> int:
@@ -55,17 +56,21 @@ class DecayedPopularity:
             self._n = item + 1
         if t > self.now:
             self.now = t
-        if math.isinf(self.half_life):
-            self._scores[item] += weight
-            return
-        if self._t_ref is None:
-            self._t_ref = t
-        exponent = (t - self._t_ref) / self.half_life
-        if exponent > _RESCALE_AT:
-            self._scores[: self._n] *= 2.0**-exponent
-            self._t_ref = t
-            exponent = 0.0
-        self._scores[item] += weight * 2.0**exponent
+        if not math.isinf(self.half_life):
+            if self._t_ref is None:
+                self._t_ref = t
+            exponent = (t - self._t_ref) / self.half_life
+            if exponent > _RESCALE_AT:
+                scale = 2.0**-exponent
+                self._scores[: self._n] *= scale
+                self._peak *= scale
+                self._t_ref = t
+                exponent = 0.0
+            weight *= 2.0**exponent
+        s = self._scores[item] + weight
+        self._scores[item] = s
+        if s > self._peak:
+            self._peak = s
 
     def scores(self, at: float | None = None) -> np.ndarray:
         """Decayed scores of all items at time ``at`` (default: newest event).
@@ -81,6 +86,10 @@ class DecayedPopularity:
     def raw(self) -> np.ndarray:
         """Scores proportional to :meth:`scores`, without a copy (for ranking)."""
         return self._scores[: self._n]
+
+    def peak(self) -> float:
+        """The largest value in :meth:`raw`, without a pass over the items."""
+        return self._peak
 
     def top(self, n: int) -> np.ndarray:
         """Indexes of the ``n`` most popular items, best first."""
