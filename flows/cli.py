@@ -32,6 +32,7 @@ def _fail(message: str) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Consume Kafka, keep Redis current, until interrupted."""
+    from bytewax.errors import BytewaxRuntimeError
     from bytewax.recovery import RecoveryConfig
     from bytewax.run import cli_main
 
@@ -53,12 +54,22 @@ def cmd_run(args: argparse.Namespace) -> int:
             metrics.serve(s.metrics_port, s.metrics_host)
     except (ServiceError, RedisUnavailable, OSError, ValueError) as ex:
         return _fail(str(ex))
-    logging.getLogger(__name__).info(
+    log = logging.getLogger(__name__)
+    log.info(
         "freshrec run: %s topic %s -> Redis namespace %s; metrics on %s:%s",
         s.kafka, s.topic, s.namespace, s.metrics_host, s.metrics_port,
     )
-    # SIGTERM stops like Ctrl-C: Bytewax unwinds and closes sources and sinks.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # SIGTERM stops like Ctrl-C: the interrupt unwinds Bytewax, which closes
+    # sources and sinks. It may surface wrapped in a BytewaxRuntimeError
+    # (raised inside a step), so a requested stop is remembered.
+    stop_requested: list[int] = []
+
+    def request_stop(signum: int, _frame: object) -> None:
+        stop_requested.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
     try:
         cli_main(
             build_flow(s),
@@ -66,8 +77,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             epoch_interval=timedelta(seconds=s.snapshot_interval_s),
             recovery_config=recovery,
         )
-    except KeyboardInterrupt:
-        return 0
+    except (KeyboardInterrupt, BytewaxRuntimeError):
+        if not stop_requested:
+            raise
+        log.info("freshrec run: stopped by %s", signal.Signals(stop_requested[0]).name)
     return 0
 
 

@@ -76,12 +76,16 @@ class _PartitionReader(StatefulSourcePartition[Message, int | None]):
         self._awake: datetime | None = None
         self._lag = metrics.LAG.labels(str(partition))
         self._lag_at = 0.0
+        self._brokers = ",".join(config["bootstrap_servers"])
+        self._outage_since: float | None = None
+        self._connected = False  # no outage before the first connection
 
     def next_batch(self) -> list[Message]:
         records = self._consumer.poll(timeout_ms=0, max_records=self._max).get(self._tp, ())
         now = time.monotonic()
         if now - self._lag_at > 1.0:
             self._lag_at = now
+            self._check_broker(now)
             high = self._consumer.highwater(self._tp)
             if high is not None and self._next is not None:
                 self._lag.set(max(high - self._next, 0))
@@ -91,6 +95,24 @@ class _PartitionReader(StatefulSourcePartition[Message, int | None]):
         self._awake = None
         self._next = records[-1].offset + 1
         return [Message(r.value, r.timestamp / 1000.0) for r in records]
+
+    def _check_broker(self, now: float) -> None:
+        """Report a broker outage once (log line and metric) and its end.
+
+        kafka-python reconnects by itself and the consumer keeps its
+        position, so the flow only has to say what is going on.
+        """
+        conns = self._consumer.metrics().get("consumer-metrics", {}).get("connection-count", 1.0)
+        if conns > 0:
+            self._connected = True
+        if conns == 0 and self._connected and self._outage_since is None:
+            self._outage_since = now
+            metrics.OUTAGE.labels("kafka").set(1)
+            log.error("Kafka at %s unreachable; the source reconnects and resumes at offset %s", self._brokers, self._next)
+        elif conns > 0 and self._outage_since is not None:
+            metrics.OUTAGE.labels("kafka").set(0)
+            log.warning("Kafka at %s is back after %.1f s", self._brokers, now - self._outage_since)
+            self._outage_since = None
 
     def next_awake(self) -> datetime | None:
         return self._awake

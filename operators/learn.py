@@ -71,6 +71,7 @@ class LearnLogic(StatefulBatchLogic[Event, Write, bytes]):
         self._checks = 0
         self._changed: dict[int, None] = {}
         self._next_refresh = datetime.now(timezone.utc) + timedelta(seconds=serve.refresh_s)
+        _model_gauges(self.model)
 
     def on_batch(self, events: list[Event]) -> tuple[list[Write], bool]:
         model = self.model
@@ -109,8 +110,7 @@ class LearnLogic(StatefulBatchLogic[Event, Write, bytes]):
             metrics.PREQ_HITS.inc(hits)
             seen = min(self._checks, _HIT_WINDOW)
             metrics.HIT_RATE.set(float(self._hits[:seen].mean()))
-        metrics.USERS.set(len(model.users))
-        metrics.ITEMS.set(len(model.items))
+        _model_gauges(model)
         return writes, StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[list[Write], bool]:
@@ -142,3 +142,9 @@ class LearnLogic(StatefulBatchLogic[Event, Write, bytes]):
 
     def snapshot(self) -> bytes:
         return pickle.dumps(self.model, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _model_gauges(model: HybridRecommender) -> None:
+    metrics.MODEL_EVENTS.set(model.n_events)
+    metrics.USERS.set(len(model.users))
+    metrics.ITEMS.set(len(model.items))

@@ -47,6 +47,9 @@ RETRIES = Counter("freshrec_retries", "Retried operations against a service", ["
 # Messages in Kafka not yet consumed, per partition (high watermark - position).
 LAG = Gauge("freshrec_consumer_lag_messages", "Kafka consumer lag", ["partition"])
 
+# Events in the model state; restored with it from a recovery snapshot, so
+# after a restart it counts every event exactly once (replays included).
+MODEL_EVENTS = Gauge("freshrec_model_events", "Events learned by the model state, across restarts")
 USERS = Gauge("freshrec_users", "Users known to the model")
 ITEMS = Gauge("freshrec_items", "Items known to the model")
 

@@ -74,3 +74,37 @@ def start_flow(services, names):
     yield start
     for flow in flows:
         flow.stop()
+
+
+class OwnService:
+    """A Redis or Kafka of one test's own (scripts/services.sh), to stop and restart."""
+
+    def __init__(self, workdir: Path, which: str) -> None:
+        self.workdir, self.which = workdir, which
+        self.script = str(ROOT / "scripts" / "services.sh")
+        self.env: dict[str, str] = {}
+        self.start()
+
+    def start(self) -> None:
+        subprocess.run([self.script, "start", str(self.workdir), self.which], check=True)
+        for line in (self.workdir / f"{self.which}.env").read_text().splitlines():
+            key, _, value = line.removeprefix("export ").partition("=")
+            self.env[key] = value
+
+    def stop(self) -> None:
+        subprocess.run([self.script, "stop", str(self.workdir), self.which], check=True)
+
+
+@pytest.fixture
+def own_service(tmp_path):
+    """``own_service("redis")``: a dedicated service the test may stop and start again."""
+    started: list[OwnService] = []
+
+    def make(which: str) -> OwnService:
+        service = OwnService(tmp_path / which, which)
+        started.append(service)
+        return service
+
+    yield make
+    for service in started:
+        service.stop()
