@@ -20,6 +20,8 @@ EXAMPLES = {
     "  FRESHREC_KAFKA=broker:9092 freshrec run --kafka-config security_protocol=SASL_SSL,sasl_mechanism=PLAIN",
     "recs": "freshrec recs 42 --k 10 --redis-url redis://127.0.0.1:6379/0",
     "eval": "freshrec eval --data ../shared/data/ml-latest-small/ratings.csv --json",
+    "bench": "freshrec bench --quick --json      # about 3 minutes; starts Kafka and Redis itself\n"
+    "  freshrec bench --kafka 127.0.0.1:9092 --redis-url redis://127.0.0.1:6379/0 --runs 5",
     "replay": "freshrec replay --synthetic --kafka 127.0.0.1:9092 --rate 5000 --limit 100000\n"
     "  freshrec replay events.jsonl --kafka 127.0.0.1:9092 --rate 0",
 }
@@ -129,6 +131,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return _fail(str(ex))
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from bench.system import run_bench
+
+    return run_bench(args.quick, args.json, args.kafka, args.redis_url, args.runs, args.out, args.results)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="freshrec", description="Real-time recommendations from Kafka events into Redis.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -171,6 +179,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loop", action="store_true", help="start over at the end of the input")
     p.add_argument("--seed", type=int, default=42, help="seed of --synthetic")
     Settings.add_arguments(p, only=("kafka", "topic", "kafka_config", "kafka_config_file", "partitions"))
+
+    p = add("bench", cmd_bench, "Throughput, freshness, read latency and memory on real services, beside a naive pipeline.")
+    p.add_argument("--quick", action="store_true", help="one run, short stages (under 5 minutes)")
+    p.add_argument("--json", action="store_true", help="last line: one JSON object with the headline figures")
+    p.add_argument("--runs", type=int, default=None, help="repetitions to take the median of (default 3, --quick 1)")
+    p.add_argument("--kafka", help="use this broker instead of starting one")
+    p.add_argument("--redis-url", help="use this Redis instead of starting one")
+    p.add_argument("--out", default="bench", help="directory for the PNG plots (default bench)")
+    p.add_argument("--results", default="bench/RESULTS.md", help="Markdown file the figures are appended to ('' for none)")
     return parser
 
 

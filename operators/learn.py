@@ -7,6 +7,7 @@ batch is learned together and each user touched in it is ranked once.
 from __future__ import annotations
 
 import pickle
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -22,6 +23,8 @@ from state.keys import item_key, popular_key, user_key
 from state.redis_store import payload
 
 HIT_K = 10  # the live metric is hit-rate@10
+_BLOCK = 64  # similar-items lists computed per matrix product during a refresh
+_CATCH_UP_S = 0.25  # next refresh tick while similar-items lists are pending
 _HIT_WINDOW = 10_000
 
 
@@ -41,9 +44,11 @@ class ServeConfig:
         Length of each similar-items list.
     refresh_s
         Seconds between refreshes of the popular and similar-items lists.
-    similar_max
-        Most similar-items lists refreshed per timer tick (most recently
-        changed items first).
+    refresh_budget_s
+        Most seconds of similar-items work per timer tick: the lists of
+        changed items are refreshed in blocks until the budget is spent,
+        and the rest follow on ticks ``_CATCH_UP_S`` apart, so a refresh
+        never stalls the event path for long.
     """
 
     namespace: str = "freshrec"
@@ -51,7 +56,7 @@ class ServeConfig:
     popular_n: int = 100
     similar_k: int = 20
     refresh_s: float = 2.0
-    similar_max: int = 2000
+    refresh_budget_s: float = 0.02
 
 
 class LearnLogic(StatefulBatchLogic[Event, Write, bytes]):
@@ -114,27 +119,40 @@ class LearnLogic(StatefulBatchLogic[Event, Write, bytes]):
         return writes, StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[list[Write], bool]:
-        self._next_refresh = datetime.now(timezone.utc) + timedelta(seconds=self.serve.refresh_s)
-        return self.refresh_lists(), StatefulBatchLogic.RETAIN
+        writes = self.refresh_lists()
+        wait = _CATCH_UP_S if self._changed else self.serve.refresh_s
+        self._next_refresh = datetime.now(timezone.utc) + timedelta(seconds=wait)
+        return writes, StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[Write], bool]:
-        return self.refresh_lists(), StatefulBatchLogic.RETAIN
+        writes = []
+        while self._changed:
+            writes += self.refresh_lists()
+        return writes, StatefulBatchLogic.RETAIN
 
     def refresh_lists(self) -> list[Write]:
-        """The popular list and the similar-items lists of items changed since the last refresh."""
+        """The popular list, and similar-items lists of changed items within the time budget.
+
+        Oldest changes first; items changed again while waiting keep their place.
+        """
         model, s = self.model, self.serve
         if not self._changed:
             return []
+        deadline = time.perf_counter() + s.refresh_budget_s
         model.refresh_index()
         now = model.pop.now
         top = model.popular(s.popular_n)
         writes = [Write(popular_key(s.namespace), payload(top.items, top.scores, now), "popular")]
-        changed = list(self._changed)[-s.similar_max :]
-        self._changed.clear()
         names = model.items.names
-        for i in changed:
-            sim = model.similar(names[i], s.similar_k)
-            writes.append(Write(item_key(s.namespace, names[i]), payload(sim.items, sim.scores, now), "item"))
+        pending = list(self._changed)
+        done = 0
+        while done < len(pending) and time.perf_counter() < deadline:
+            block = pending[done : done + _BLOCK]
+            for i, sim in zip(block, model.similar_indexes(np.array(block), s.similar_k)):
+                writes.append(Write(item_key(s.namespace, names[i]), payload(sim.items, sim.scores, now), "item"))
+            done += len(block)
+        for i in pending[:done]:
+            del self._changed[i]
         return writes
 
     def notify_at(self) -> datetime:

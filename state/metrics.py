@@ -17,7 +17,7 @@ EVENTS = Counter("freshrec_events", "Event messages by outcome", ["outcome", "re
 FRESHNESS = Histogram(
     "freshrec_freshness_seconds",
     "Event Kafka timestamp to its user's list written in Redis",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+    buckets=(0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
 
 # Prequential checks: before an event is learned, was its item in the list
@@ -57,3 +57,25 @@ ITEMS = Gauge("freshrec_items", "Items known to the model")
 def serve(port: int, host: str = "127.0.0.1") -> None:
     """Expose ``/metrics`` on ``host:port`` (loopback by default)."""
     start_http_server(port, addr=host)
+
+
+def scrape(port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> list[tuple[str, dict[str, str], float]]:
+    """The samples ``(name, labels, value)`` a ``/metrics`` endpoint serves; [] if it does not answer.
+
+    Used by the tests and ``freshrec bench`` to read a running flow.
+    """
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        text = urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=timeout).read().decode()
+    except OSError:
+        return []
+    return [(s.name, s.labels, s.value) for family in text_string_to_metric_families(text) for s in family.samples]
+
+
+def total(samples: list[tuple[str, dict[str, str], float]], name: str, labels: dict[str, str] | None = None) -> float:
+    """Sum of the samples called ``name`` whose labels include ``labels``."""
+    want = (labels or {}).items()
+    return sum(v for n, lab, v in samples if n == name and all(lab.get(k) == x for k, x in want))

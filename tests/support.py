@@ -46,20 +46,9 @@ class Flow:
 
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
         """Sum of the samples of ``name`` matching ``labels`` on the /metrics endpoint."""
-        import urllib.request
+        from state.metrics import scrape, total
 
-        from prometheus_client.parser import text_string_to_metric_families
-
-        try:
-            text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).read().decode()
-        except OSError:
-            return 0.0
-        total = 0.0
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == name and all(sample.labels.get(k) == v for k, v in (labels or {}).items()):
-                    total += sample.value
-        return total
+        return total(scrape(self.metrics_port), name, labels)
 
     def output(self) -> str:
         return Path(self.log.name).read_text()

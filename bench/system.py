@@ -1,0 +1,374 @@
+"""``freshrec bench``: the whole system on real services, beside a naive pipeline.
+
+Stages, on one Kafka broker and one Redis server (started with
+``scripts/services.sh`` unless ``--kafka`` and ``--redis-url`` are given):
+
+1. throughput: a backlog of synthetic events (100k users, 10k items) is
+   produced first; ``freshrec run`` drains it. Events/s over the middle 80%
+   of the backlog (lag only shrinks, so the rate is sustained).
+2. freshness: ``freshrec replay`` at fixed rates (1,000 and 5,000 events/s
+   and half the measured maximum); p50/p95/p99 of the flow's own
+   ``freshrec_freshness_seconds`` (Kafka timestamp of the event to its
+   user's list written), from the histogram's bucket counts.
+3. read latency: a separate reader process GETs ``{ns}:u:{user}`` at
+   10,000/s while ingestion runs at 5,000 events/s.
+4. the naive baseline (``bench/naive.py``) goes through stages 1 and 2 on
+   the same data, measured the same way.
+5. memory and snapshot at 100k and 1M users (``bench/memory.py``).
+
+Each of 1-4 is repeated (``--runs``, default 3; 1 with ``--quick``) and
+the median reported. Plots and a section of ``bench/RESULTS.md`` are written.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import orjson
+
+from state.metrics import scrape, total
+
+ROOT = Path(__file__).resolve().parent.parent
+USERS = 100_000  # of freshrec replay --synthetic
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes of a benchmark run."""
+
+    runs: int
+    backlog: int  # events drained by freshrec for the throughput figure
+    baseline_backlog: int
+    stage_s: float  # seconds of each fixed-rate stage
+    memory_users: tuple[int, ...] = (100_000, 1_000_000)
+
+    @classmethod
+    def make(cls, quick: bool, runs: int | None) -> Plan:
+        if quick:
+            return cls(runs=runs or 1, backlog=40_000, baseline_backlog=8_000, stage_s=8.0)
+        return cls(runs=runs or 3, backlog=150_000, baseline_backlog=20_000, stage_s=20.0)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _say(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class Process:
+    """A metrics-exporting pipeline process (``freshrec run`` or the naive loop)."""
+
+    def __init__(self, cmd: list[str], port: int, log_dir: Path, name: str) -> None:
+        self.port = port
+        self.log = open(log_dir / f"{name}.log", "wb")  # noqa: SIM115 (closed in stop)
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        self.cmd = " ".join(shlex.quote(c) for c in cmd)
+        deadline = time.monotonic() + 60
+        while not scrape(port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start; see {self.log.name}")
+            time.sleep(0.1)
+        self.startup_s = time.monotonic() - self.started
+
+    def samples(self) -> list:
+        return scrape(self.port)
+
+    def applied(self) -> float:
+        return total(self.samples(), "freshrec_events_total", {"outcome": "applied"})
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def replay(kafka: str, topic: str, rate: float, limit: int, seed: int) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "flows.cli", "replay", "--synthetic", "--kafka", kafka, "--topic", topic,
+           "--rate", str(rate), "--limit", str(limit), "--seed", str(seed)]
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def _wait_replay(p: subprocess.Popen) -> str:
+    out, _ = p.communicate(timeout=600)
+    if p.returncode != 0:
+        raise RuntimeError(f"replay failed: {out.strip()}")
+    return out.strip()
+
+
+def drain(proc: Process, target: float, timeout: float = 600) -> tuple[float, list[tuple[float, float]]]:
+    """Wait until ``target`` events are applied; events/s over the middle 80%, and the series."""
+    series: list[tuple[float, float]] = []
+    t0 = time.monotonic()
+    while True:
+        n = proc.applied()
+        series.append((time.monotonic() - t0, n))
+        if n >= target:
+            break
+        if time.monotonic() - t0 > timeout or proc.proc.poll() is not None:
+            raise RuntimeError(f"drain stalled at {n:,.0f} of {target:,.0f} events; see {proc.log.name}")
+        time.sleep(0.2)
+    base = series[0][1]
+    lo, hi = base + 0.1 * (target - base), base + 0.9 * (target - base)
+    t_lo = next(t for t, n in series if n >= lo)
+    t_hi = next(t for t, n in series if n >= hi)
+    return (hi - lo) / max(t_hi - t_lo, 1e-9), series
+
+
+def _buckets(samples: list) -> dict[float, float]:
+    return {float(lab["le"]): v for n, lab, v in samples if n == "freshrec_freshness_seconds_bucket"}
+
+
+def quantiles(before: dict[float, float], after: dict[float, float], qs: tuple[float, ...] = (0.5, 0.95, 0.99)) -> list[float]:
+    """Quantiles (seconds) of the observations between two scrapes of a histogram.
+
+    Linear interpolation inside a bucket, as Prometheus' histogram_quantile does.
+
+    >>> quantiles({0.01: 0, 0.02: 0, float("inf"): 0}, {0.01: 50, 0.02: 100, float("inf"): 100}, (0.5, 0.75))
+    [0.01, 0.015]
+    """
+    edges = sorted(after)
+    counts = [after[e] - before.get(e, 0.0) for e in edges]
+    n = counts[-1] if counts else 0.0
+    out = []
+    for q in qs:
+        if n <= 0:
+            out.append(float("nan"))
+            continue
+        rank = q * n
+        prev_edge, prev_count = 0.0, 0.0
+        for edge, count in zip(edges, counts):
+            if count >= rank:
+                if edge == float("inf"):
+                    out.append(prev_edge)
+                else:
+                    share = (rank - prev_count) / (count - prev_count) if count > prev_count else 1.0
+                    out.append(round(prev_edge + share * (edge - prev_edge), 6))
+                break
+            prev_edge, prev_count = edge, count
+    return out
+
+
+def fixed_rate(proc: Process, kafka: str, topic: str, rate: float, seconds: float, seed: int) -> dict:
+    """Produce at ``rate`` for ``seconds``; freshness quantiles of the events applied meanwhile."""
+    before = proc.samples()
+    start_applied = total(before, "freshrec_events_total", {"outcome": "applied"})
+    n = int(rate * seconds)
+    p = replay(kafka, topic, rate, n, seed)
+    summary = _wait_replay(p)
+    caught_up = True
+    try:
+        drain(proc, start_applied + n, timeout=10)
+    except RuntimeError:
+        caught_up = False  # fell behind: the quantiles cover what was applied
+    after = proc.samples()
+    p50, p95, p99 = quantiles(_buckets(before), _buckets(after))
+    applied = total(after, "freshrec_events_total", {"outcome": "applied"}) - start_applied
+    return {"rate": rate, "p50": _ms(p50), "p95": _ms(p95), "p99": _ms(p99), "applied": applied,
+            "caught_up": caught_up, "replay": summary}
+
+
+def _ms(s: float) -> float:
+    return round(s * 1000.0, 2)
+
+
+def _reader(url: str, namespace: str, rate: float, seconds: float, out: multiprocessing.Queue) -> None:
+    import random
+
+    import redis
+
+    client = redis.Redis.from_url(url)
+    rng = random.Random(7)
+    keys = [f"{namespace}:u:u{rng.randrange(USERS)}" for _ in range(4096)]
+    lat = []
+    get = client.get
+    t0 = time.monotonic()
+    n = 0
+    while (now := time.monotonic()) - t0 < seconds:
+        ahead = t0 + n / rate - now
+        if ahead > 0.001:
+            time.sleep(ahead)
+        a = time.perf_counter()
+        get(keys[n & 4095])
+        lat.append(time.perf_counter() - a)
+        n += 1
+    lat.sort()
+    out.put({"reads": n, "reads_per_s": round(n / seconds), "p50": _ms(lat[len(lat) // 2]), "p99": _ms(lat[int(len(lat) * 0.99)])})
+
+
+def read_latency(proc: Process, kafka: str, redis_url: str, namespace: str, topic: str, seconds: float, seed: int) -> dict:
+    """GET latency at 10,000 reads/s from another process, with ingestion at 5,000 events/s."""
+    q: multiprocessing.Queue = multiprocessing.Queue()
+    p = replay(kafka, topic, 5000, int(5000 * (seconds + 2)), seed)
+    time.sleep(1.0)
+    reader = multiprocessing.Process(target=_reader, args=(redis_url, namespace, 10_000.0, seconds, q))
+    reader.start()
+    got = q.get(timeout=seconds + 60)
+    reader.join()
+    _wait_replay(p)
+    return got
+
+
+def _machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.machine())
+    mem = next((int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal")), 0)
+    return f"{os.cpu_count()} cores ({cpu}), {mem / 2**20:.0f} GiB, Python {platform.python_version()}"
+
+
+def _services(kafka: str | None, redis_url: str | None, workdir: Path) -> tuple[str, str, bool]:
+    if kafka and redis_url:
+        return kafka, redis_url, False
+    _say("starting Kafka and Redis (scripts/services.sh)")
+    subprocess.run([str(ROOT / "scripts" / "services.sh"), "start", str(workdir)], check=True)
+    env = dict(line.removeprefix("export ").split("=", 1) for line in (workdir / "env").read_text().splitlines())
+    return env["FRESHREC_KAFKA"], env["FRESHREC_REDIS_URL"], True
+
+
+def run_bench(quick: bool, as_json: bool, kafka: str | None, redis_url: str | None, runs: int | None,
+              out_dir: str, results: str) -> int:
+    plan = Plan.make(quick, runs)
+    workdir = Path(tempfile.mkdtemp(prefix="freshrec-bench-"))
+    kafka, redis_url, own = _services(kafka, redis_url, workdir)
+    started = time.monotonic()
+    try:
+        res = _stages(plan, kafka, redis_url, workdir)
+    finally:
+        if own:
+            subprocess.run([str(ROOT / "scripts" / "services.sh"), "stop", str(workdir)], check=False)
+    res["wall_s"] = round(time.monotonic() - started, 1)
+    cmd = "freshrec bench" + (" --quick" if quick else "") + (" --json" if as_json else "")
+    from bench.report import plot_all, results_section
+
+    plots = plot_all(res, Path(out_dir))
+    if results:
+        with open(results, "a") as f:
+            f.write(results_section(res, cmd, plots, Path(results).parent))
+    _print_summary(res)
+    if as_json:
+        print(orjson.dumps(res["summary"]).decode())
+    return 0
+
+
+def _stages(plan: Plan, kafka: str, redis_url: str, workdir: Path) -> dict:
+    runs: list[dict] = []
+    for r in range(plan.runs):
+        runs.append(_one_run(plan, kafka, redis_url, workdir, r))
+    _say(f"memory and snapshot at {', '.join(f'{u:,}' for u in plan.memory_users)} users")
+    out = subprocess.run([sys.executable, "-m", "bench.memory", "--users", ",".join(map(str, plan.memory_users))],
+                         cwd=ROOT, capture_output=True, text=True, check=True)
+    memory = orjson.loads(out.stdout.strip().splitlines()[-1])
+    return _summarise(runs, memory, plan)
+
+
+def _one_run(plan: Plan, kafka: str, redis_url: str, workdir: Path, r: int) -> dict:
+    tag = uuid.uuid4().hex[:8]
+    topic, ns = f"bench.{tag}", f"bench{tag}"
+    seed = 100 + r
+    _say(f"run {r + 1}/{plan.runs}: producing a backlog of {plan.backlog:,} events")
+    _wait_replay(replay(kafka, topic, 0, plan.backlog, seed))
+    port = _free_port()
+    flow = Process([sys.executable, "-m", "flows.cli", "run", "--kafka", kafka, "--topic", topic, "--redis-url", redis_url,
+                    "--namespace", ns, "--metrics-port", str(port)], port, workdir, f"freshrec-{tag}")
+    try:
+        eps, series = drain(flow, plan.backlog)
+        _say(f"freshrec drained at {eps:,.0f} events/s (started in {flow.startup_s:.1f} s)")
+        fresh = []
+        for rate in (1000.0, 5000.0, round(eps / 2, -2)):
+            fresh.append(fixed_rate(flow, kafka, topic, rate, plan.stage_s, seed + int(rate)))
+            _say(f"freshrec at {rate:,.0f}/s: p50 {fresh[-1]['p50']} ms, p99 {fresh[-1]['p99']} ms")
+        reads = read_latency(flow, kafka, redis_url, ns, topic, plan.stage_s, seed + 7)
+        _say(f"reads at {reads['reads_per_s']:,}/s: p50 {reads['p50']} ms, p99 {reads['p99']} ms")
+    finally:
+        flow.stop()
+
+    btopic = f"bench.{tag}.naive"
+    _say(f"naive baseline: backlog of {plan.baseline_backlog:,} events")
+    _wait_replay(replay(kafka, btopic, 0, plan.baseline_backlog, seed))
+    port = _free_port()
+    naive = Process([sys.executable, "-m", "bench.naive", "--kafka", kafka, "--topic", btopic, "--redis-url", redis_url,
+                     "--namespace", f"naive{tag}", "--metrics-port", str(port)], port, workdir, f"naive-{tag}")
+    try:
+        b_eps, b_series = drain(naive, plan.baseline_backlog)
+        _say(f"naive drained at {b_eps:,.0f} events/s")
+        b_fresh = []
+        for rate in (1000.0, 5000.0):
+            b_fresh.append(fixed_rate(naive, kafka, btopic, rate, plan.stage_s, seed + int(rate)))
+            _say(f"naive at {rate:,.0f}/s: p50 {b_fresh[-1]['p50']} ms, p99 {b_fresh[-1]['p99']} ms, caught up: {b_fresh[-1]['caught_up']}")
+    finally:
+        naive.stop()
+    return {"eps": eps, "series": series, "fresh": fresh, "reads": reads, "startup_s": flow.startup_s,
+            "b_eps": b_eps, "b_series": b_series, "b_fresh": b_fresh}
+
+
+def _median(values: list[float]) -> float:
+    return round(statistics.median(values), 2)
+
+
+def _median_fresh(per_run: list[list[dict]]) -> list[dict]:
+    out = []
+    for stage in zip(*per_run):
+        out.append({"rate": stage[0]["rate"], **{q: _median([s[q] for s in stage]) for q in ("p50", "p95", "p99")},
+                    "caught_up": all(s["caught_up"] for s in stage)})
+    return out
+
+
+def _summarise(runs: list[dict], memory: list[dict], plan: Plan) -> dict:
+    eps = _median([r["eps"] for r in runs])
+    b_eps = _median([r["b_eps"] for r in runs])
+    fresh = _median_fresh([r["fresh"] for r in runs])
+    b_fresh = _median_fresh([r["b_fresh"] for r in runs])
+    by_users = {m["users"]: m for m in memory}
+    m100k, m1m = by_users.get(100_000), by_users.get(1_000_000)
+    summary = {
+        "throughput_eps": round(eps),
+        "baseline_throughput_eps": round(b_eps),
+        "throughput_ratio": round(eps / b_eps, 2) if b_eps else None,
+        "freshness_ms": next(f for f in fresh if f["rate"] == 5000.0),
+        "freshness_ms_by_rate": fresh,
+        "baseline_freshness_ms_by_rate": b_fresh,
+        "freshness_p99_ratio_at_1000": round(b_fresh[0]["p99"] / fresh[0]["p99"], 2) if fresh[0]["p99"] else None,
+        "read_ms": {q: _median([r["reads"][q] for r in runs]) for q in ("p50", "p99")},
+        "reads_per_s": _median([r["reads"]["reads_per_s"] for r in runs]),
+        "rss_mb_per_100k_users": round((m1m["rss_mb"] - m100k["rss_mb"]) / 9, 1) if m100k and m1m else None,
+        "snapshot_s_1m_users": m1m["snapshot_s"] if m1m else None,
+        "snapshot_mb_1m_users": m1m["snapshot_mb"] if m1m else None,
+        "restore_s_1m_users": m1m["restore_s"] if m1m else None,
+        "startup_s": _median([r["startup_s"] for r in runs]),
+        "runs": plan.runs,
+    }
+    return {"summary": summary, "runs": runs, "memory": memory, "machine": _machine(), "date": date.today().isoformat()}
+
+
+def _print_summary(res: dict) -> None:
+    s = res["summary"]
+    print(f"freshrec bench ({res['machine']}, {res['date']}, median of {s['runs']} run(s), {res['wall_s']:.0f} s)")
+    print(f"  throughput      {s['throughput_eps']:>8,} events/s   naive {s['baseline_throughput_eps']:,}   ratio {s['throughput_ratio']}x")
+    for f, b in zip(s["freshness_ms_by_rate"], s["baseline_freshness_ms_by_rate"] + [None]):
+        naive = f"   naive p50 {b['p50']} / p99 {b['p99']} ms{'' if b['caught_up'] else ' (fell behind)'}" if b else ""
+        print(f"  freshness @{f['rate']:>6,.0f}/s  p50 {f['p50']} / p95 {f['p95']} / p99 {f['p99']} ms{naive}")
+    print(f"  reads           p50 {s['read_ms']['p50']} / p99 {s['read_ms']['p99']} ms at {s['reads_per_s']:,.0f} reads/s")
+    print(f"  memory          {s['rss_mb_per_100k_users']} MB per 100k users; 1M users: snapshot {s['snapshot_s_1m_users']} s "
+          f"({s['snapshot_mb_1m_users']} MB), restore {s['restore_s_1m_users']} s")
