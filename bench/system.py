@@ -138,6 +138,22 @@ def drain(proc: Process, target: float, timeout: float = 600) -> tuple[float, li
     return (hi - lo) / max(t_hi - t_lo, 1e-9), series
 
 
+def settle(proc: Process, timeout: float = 10.0) -> list:
+    """Samples once every applied event's freshness is observed.
+
+    The sink observes freshness after the Redis write, a moment after the
+    learn step counted the event applied; without this wait, the tail of
+    the previous stage (a backlog) would land in the next stage's figures.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        samples = proc.samples()
+        applied = total(samples, "freshrec_events_total", {"outcome": "applied"})
+        if total(samples, "freshrec_freshness_seconds_count") >= applied or time.monotonic() > deadline:
+            return samples
+        time.sleep(0.05)
+
+
 def _buckets(samples: list) -> dict[float, float]:
     return {float(lab["le"]): v for n, lab, v in samples if n == "freshrec_freshness_seconds_bucket"}
 
@@ -174,7 +190,7 @@ def quantiles(before: dict[float, float], after: dict[float, float], qs: tuple[f
 
 def fixed_rate(proc: Process, kafka: str, topic: str, rate: float, seconds: float, seed: int) -> dict:
     """Produce at ``rate`` for ``seconds``; freshness quantiles of the events applied meanwhile."""
-    before = proc.samples()
+    before = settle(proc)
     start_applied = total(before, "freshrec_events_total", {"outcome": "applied"})
     n = int(rate * seconds)
     p = replay(kafka, topic, rate, n, seed)
@@ -184,7 +200,7 @@ def fixed_rate(proc: Process, kafka: str, topic: str, rate: float, seconds: floa
         drain(proc, start_applied + n, timeout=10)
     except RuntimeError:
         caught_up = False  # fell behind: the quantiles cover what was applied
-    after = proc.samples()
+    after = settle(proc)
     p50, p95, p99 = quantiles(_buckets(before), _buckets(after))
     applied = total(after, "freshrec_events_total", {"outcome": "applied"}) - start_applied
     return {"rate": rate, "p50": _ms(p50), "p95": _ms(p95), "p99": _ms(p99), "applied": applied,
@@ -259,7 +275,7 @@ def run_bench(quick: bool, as_json: bool, kafka: str | None, redis_url: str | No
         if own:
             subprocess.run([str(ROOT / "scripts" / "services.sh"), "stop", str(workdir)], check=False)
     res["wall_s"] = round(time.monotonic() - started, 1)
-    cmd = "freshrec bench" + (" --quick" if quick else "") + (" --json" if as_json else "")
+    cmd = "freshrec " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     from bench.report import plot_all, results_section
 
     plots = plot_all(res, Path(out_dir))

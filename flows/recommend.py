@@ -44,7 +44,8 @@ def build_flow(
     branch = op.branch("valid", parsed, lambda x: isinstance(x, Event))
     op.output("dead_letters", branch.falses, dead_letters)
     keyed = op.key_on("one_model", branch.trues, lambda _e: MODEL_KEY)
-    writes = op.stateful_batch("learn", keyed, lambda resume: LearnLogic(model_config, serve_config, resume))
+    snapshots = bool(s.recovery_dir)
+    writes = op.stateful_batch("learn", keyed, lambda resume: LearnLogic(model_config, serve_config, resume, snapshots))
     out: op.Stream[Write] = op.key_rm("unkey", writes)
     op.output("redis", out, RedisSink(s.redis_url))
     return flow
