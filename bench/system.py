@@ -81,7 +81,6 @@ class Process:
         self.log = open(log_dir / f"{name}.log", "wb")  # noqa: SIM115 (closed in stop)
         self.started = time.monotonic()
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
-        self.cmd = " ".join(shlex.quote(c) for c in cmd)
         deadline = time.monotonic() + 60
         while not scrape(port):
             if self.proc.poll() is not None or time.monotonic() > deadline:

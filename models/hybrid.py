@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -235,18 +235,17 @@ class HybridRecommender:
         i = self.items.get(item)
         if i is None:
             return _EMPTY
-        return self.similar_indexes(np.array([i]), k)[0]
+        return next(self.iter_similar(np.array([i]), k))
 
-    def similar_indexes(self, items: np.ndarray, k: int = 20, block: int = 256) -> list[Ranked]:
-        """:meth:`similar` for many item indexes at once (the list refresh).
+    def iter_similar(self, items: np.ndarray, k: int = 20, block: int = 64) -> Iterator[Ranked]:
+        """:meth:`similar` for many item indexes, lazily (the list refresh stops when its budget is spent).
 
-        Item norms are computed once; below ``exact_max_items`` each block
-        of items is one matrix product and one row-wise partition.
+        Item norms are computed once per call; below ``exact_max_items``
+        each block of items is one matrix product and one row-wise partition.
         """
         c = self.config
         factors = self.mf.item_factors
         norms = np.linalg.norm(factors, axis=1) + 1e-12
-        out: list[Ranked] = []
         if self.uses_index:
             self._ensure_index()
             for i in items.tolist():
@@ -255,12 +254,13 @@ class HybridRecommender:
                 score = factors[cand] @ factors[i] / (norms[cand] * norms[i])
                 self._blend_similar(score, i, cand)
                 top = _top(score, k)
-                out.append(self._named(cand[top], score[top]))
-            return out
-        unit = factors / norms[:, None]
+                yield self._named(cand[top], score[top])
+            return
         k = min(k, len(self.items) - 1)
         if k <= 0:
-            return [_EMPTY] * len(items)
+            yield from [_EMPTY] * len(items)
+            return
+        unit = factors / norms[:, None]
         for start in range(0, len(items), block):
             chunk = items[start : start + block]
             score = unit[chunk] @ unit.T
@@ -271,8 +271,8 @@ class HybridRecommender:
             vals = np.take_along_axis(score, part, axis=1)
             order = np.argsort(-vals, axis=1, kind="stable")
             part, vals = np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1)
-            out.extend(self._named(p, v) for p, v in zip(part, vals))
-        return out
+            for p, v in zip(part, vals):
+                yield self._named(p, v)
 
     def _blend_similar(self, cos: np.ndarray, i: int, cand: np.ndarray | None) -> None:
         """In place: ``w_mf * (cos + 1) / 2 + w_cooc * share / max share`` over ``cand`` (None: all items)."""

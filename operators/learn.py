@@ -148,13 +148,12 @@ class LearnLogic(StatefulBatchLogic[Event, Write, bytes]):
         names = model.items.names
         pending = list(self._changed)
         done = 0
-        while done < len(pending) and time.perf_counter() < deadline:
-            block = pending[done : done + _BLOCK]
-            for i, sim in zip(block, model.similar_indexes(np.array(block), s.similar_k)):
-                writes.append(Write(item_key(s.namespace, names[i]), payload(sim.items, sim.scores, now), "item"))
-            done += len(block)
-        for i in pending[:done]:
+        for i, sim in zip(pending, model.iter_similar(np.array(pending), s.similar_k, _BLOCK)):
+            writes.append(Write(item_key(s.namespace, names[i]), payload(sim.items, sim.scores, now), "item"))
             del self._changed[i]
+            done += 1
+            if done % _BLOCK == 0 and time.perf_counter() > deadline:
+                break  # a block's lists are computed together; stop between blocks
         return writes
 
     def notify_at(self) -> datetime:

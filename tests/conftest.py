@@ -18,6 +18,11 @@ from pathlib import Path
 import pytest
 from support import ROOT, Flow
 
+def read_env(path: Path) -> dict[str, str]:
+    """The ``export KEY=VALUE`` lines scripts/services.sh writes."""
+    return dict(line.removeprefix("export ").split("=", 1) for line in path.read_text().splitlines() if line)
+
+
 @pytest.fixture(scope="session")
 def services() -> Iterator[dict[str, str]]:
     if os.environ.get("FRESHREC_KAFKA") and os.environ.get("FRESHREC_REDIS_URL"):
@@ -26,12 +31,8 @@ def services() -> Iterator[dict[str, str]]:
     workdir = tempfile.mkdtemp(prefix="freshrec-services-")
     script = str(ROOT / "scripts" / "services.sh")
     subprocess.run([script, "start", workdir], check=True)
-    env: dict[str, str] = {}
-    for line in Path(workdir, "env").read_text().splitlines():
-        key, _, value = line.removeprefix("export ").partition("=")
-        env[key] = value
     try:
-        yield env
+        yield read_env(Path(workdir, "env"))
     finally:
         subprocess.run([script, "stop", workdir], check=False)
 
@@ -87,9 +88,7 @@ class OwnService:
 
     def start(self) -> None:
         subprocess.run([self.script, "start", str(self.workdir), self.which], check=True)
-        for line in (self.workdir / f"{self.which}.env").read_text().splitlines():
-            key, _, value = line.removeprefix("export ").partition("=")
-            self.env[key] = value
+        self.env.update(read_env(self.workdir / f"{self.which}.env"))
 
     def stop(self) -> None:
         subprocess.run([self.script, "stop", str(self.workdir), self.which], check=True)
