@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from datetime import timedelta
 from pathlib import Path
+
+# Before numpy loads: the flow's matrix products are small (64 users x 10k
+# items), and a second OpenBLAS thread would only wait for the core that
+# Kafka and Redis need (drain +2.5% with one thread; bench/RESULTS.md).
+# Child processes (bench, replay) inherit it.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import orjson
 

@@ -68,9 +68,10 @@ class CoOccurrence:
     >>> co.learn(recent=[0], item=1, weight=1.0)
     >>> co.learn(recent=[0], item=2, weight=1.0)
     >>> co.learn(recent=[0, 2], item=2, weight=1.0)  # 2 -> 2 is skipped
-    >>> idx, val = co.scores([0])
-    >>> idx.tolist(), val.round(3).tolist()
-    ([1, 2], [0.333, 0.667])
+    >>> none = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+    >>> user, item, val, peak = co.scores(np.array([[-1, 0]]), exclude=none)
+    >>> item.tolist(), val.round(3).tolist(), peak.round(3).tolist()
+    ([1, 2], [0.333, 0.667], [0.667])
     """
 
     def __init__(self, row_cap: int = 200, backward: float = 0.5, recency: float = 0.8) -> None:
@@ -116,38 +117,64 @@ class CoOccurrence:
         r = self.rows[j]
         return r.idx[: r.n], r.val[: r.n] / r.total
 
-    def scores(self, recent: "list[int] | np.ndarray", exclude: "np.ndarray | None" = None) -> tuple[np.ndarray, np.ndarray]:
-        """Recency-weighted sum of the normalised rows of ``recent`` (most recent last).
+    def scores(self, recent: np.ndarray, exclude: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Recency-weighted sums of the normalised rows of many users' recent items.
 
-        Each row is normalised to sum to one, so a popular source item does
-        not drown the others. Returns ``(indexes, values)`` over the items
-        reached; an index may repeat, always with the same value. Items in
-        ``exclude`` score zero. The cost is proportional to the rows read,
-        not to the catalogue.
+        ``recent`` is ``(users, window)``: item indexes, most recent last,
+        -1 in empty slots. Each row is normalised to sum to one, so a
+        popular source item does not drown the others, and the item
+        ``age`` places back weighs ``recency ** age``. ``exclude`` is a pair
+        of arrays ``(user, item)``: those items score zero for those users.
+
+        Returns ``(user, item, value, peak)``: the entries reached (a
+        ``(user, item)`` pair may repeat, always with the same value) and
+        each user's largest value (0 if none). The cost is proportional to
+        the rows read, not to the catalogue.
         """
+        b = recent.shape[0]
         rows = self.rows
-        if self._buf.shape[0] < len(rows):
-            self._buf = np.zeros(len(rows))
-        buf = self._buf
-        parts = []
-        w = 1.0
-        for j in reversed(recent):
-            j = int(j)
-            if j < len(rows) and rows[j].n:
-                r = rows[j]
-                idx = r.idx[: r.n]
-                # Row indexes are unique, so a fancy-index add is exact.
-                buf[idx] += r.val[: r.n] * (w / r.total)
-                parts.append(idx)
-            w *= self.recency
-        if not parts:
-            return np.zeros(0, dtype=np.int64), np.zeros(0)
-        idx = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        if exclude is not None and exclude.size:
-            buf[exclude[exclude < buf.shape[0]]] = 0.0
-        val = buf[idx]
-        buf[idx] = 0.0  # the scratch buffer is all zeros between calls
-        return idx, val
+        n = len(rows)
+        if self._buf.shape[0] < b * n:
+            self._buf = np.zeros(b * n)
+        buf = self._buf  # all zeros between calls
+        users, items, pos_parts = [], [], []
+        weight = 1.0
+        # One layer per age: within a layer each user adds one row, and a
+        # row's indexes are unique, so a fancy-index add is exact.
+        for col in recent.T[::-1]:
+            owners, idx, val, scale, lens = [], [], [], [], []
+            for r, j in enumerate(col.tolist()):
+                if 0 <= j < n and rows[j].n:
+                    row = rows[j]
+                    owners.append(r)
+                    idx.append(row.idx[: row.n])
+                    val.append(row.val[: row.n])
+                    scale.append(weight / row.total)
+                    lens.append(row.n)
+            weight *= self.recency
+            if not owners:
+                continue
+            lens_a = np.array(lens)
+            layer_users = np.repeat(np.array(owners), lens_a)
+            layer_items = np.concatenate(idx)
+            pos = layer_users * n + layer_items
+            buf[pos] += np.concatenate(val) * np.repeat(np.array(scale), lens_a)
+            users.append(layer_users)
+            items.append(layer_items)
+            pos_parts.append(pos)
+        peak = np.zeros(b)
+        if not pos_parts:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, np.zeros(0), peak
+        ex_users, ex_items = exclude
+        keep = ex_items < n
+        buf[ex_users[keep] * n + ex_items[keep]] = 0.0
+        pos = np.concatenate(pos_parts)
+        value = buf[pos]
+        buf[pos] = 0.0
+        user = np.concatenate(users)
+        np.maximum.at(peak, user, value)
+        return user, np.concatenate(items), value, peak
 
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()

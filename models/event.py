@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(slots=True, frozen=True)
-class Event:
-    """A validated interaction event.
+class Event(NamedTuple):
+    """A validated interaction event (a named tuple: cheap to build, immutable).
 
     Attributes
     ----------

@@ -10,9 +10,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -31,8 +30,7 @@ class ServiceError(RuntimeError):
     """A service (Kafka or Redis) is unreachable or misconfigured; one line for the user."""
 
 
-@dataclass(slots=True, frozen=True)
-class Message:
+class Message(NamedTuple):
     """One consumed message: its bytes and Kafka timestamp (seconds)."""
 
     value: bytes

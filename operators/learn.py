@@ -100,15 +100,15 @@ class LearnLogic(StatefulBatchLogic[Event, Write, bytes]):
 
         ns, k = self.serve.namespace, self.serve.k
         writes = []
+        now = time.time()
         self._served = grow(self._served, len(model.users), fill=-1)
-        for user, evs in touched.items():
-            ranked = model.recommend(user, k)
+        for (user, evs), ranked in zip(touched.items(), model.recommend_many(list(touched), k)):
             u = model.users.index[user]
             served = [model.items.index[x] for x in ranked.items[:HIT_K]]
             self._served[u] = -1
             self._served[u, : len(served)] = served
             newest = max(e.ts for e in evs)
-            writes.append(Write(user_key(ns, user), payload(ranked.items, ranked.scores, newest), "user", tuple(e.source_ts for e in evs)))
+            writes.append(Write(user_key(ns, user), payload(ranked.items, ranked.scores, newest, now), "user", tuple(e.source_ts for e in evs)))
 
         metrics.EVENTS.labels("applied", "").inc(len(events))
         metrics.BATCH_SIZE.observe(len(events))

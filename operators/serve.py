@@ -1,9 +1,9 @@
-"""Write ranked lists to Redis: one pipeline per batch."""
+"""Write ranked lists to Redis: one MSET per batch."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
@@ -11,8 +11,7 @@ from state import metrics
 from state.redis_store import RedisWriter
 
 
-@dataclass(slots=True, frozen=True)
-class Write:
+class Write(NamedTuple):
     """One key to set, and the source timestamps of the events it reflects."""
 
     key: str
@@ -42,7 +41,7 @@ class _Writer(StatelessSinkPartition[Write]):
 
 
 class RedisSink(DynamicSink[Write]):
-    """Set every :class:`Write` of a batch in one Redis pipeline, then record freshness."""
+    """Set every :class:`Write` of a batch in one Redis MSET, then record freshness."""
 
     def __init__(self, url: str) -> None:
         self.url = url

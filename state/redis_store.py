@@ -1,9 +1,9 @@
-"""Redis: connect from a URL, write lists in pipelines, read them like an app.
+"""Redis: connect from a URL, write lists with MSET, read them like an app.
 
-Writes survive outages: a failed pipeline is retried with exponential
+Writes survive outages: a failed write is retried with exponential
 backoff (the flow waits, Kafka keeps the events), one log line when the
 outage starts and one when it ends, and ``freshrec_outage{service="redis"}``
-is 1 meanwhile. Writes are idempotent ``SET``s, so a retry or a recovery
+is 1 meanwhile. Writes are idempotent ``MSET``s, so a retry or a recovery
 replay is harmless.
 """
 
@@ -76,7 +76,7 @@ def payload(items: Sequence[str], scores: Sequence[float], event_ts: float, upda
 
 
 class RedisWriter:
-    """Pipelined ``SET`` of many keys, retried through outages.
+    """``MSET`` of many keys at once, retried through outages.
 
     Parameters
     ----------
@@ -92,19 +92,18 @@ class RedisWriter:
         self.client = connect(url)
 
     def write(self, pairs: Iterable[tuple[str, bytes]]) -> None:
-        """Set every ``(key, value)`` in one pipeline; returns once written."""
-        pairs = list(pairs)
-        if not pairs:
+        """Set every ``(key, value)`` in one command; returns once written."""
+        # One MSET: a single command to pack and a single reply to parse
+        # (a pipeline of SETs spent about 10 us per key in redis-py).
+        flat = [x for pair in pairs for x in pair]
+        if not flat:
             return
         backoff = 0.05
         outage_start: float | None = None
         while True:
             t0 = time.perf_counter()
             try:
-                pipe = self.client.pipeline(transaction=False)
-                for key, value in pairs:
-                    pipe.set(key, value)
-                pipe.execute()
+                self.client.execute_command("MSET", *flat)
             except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as ex:
                 if outage_start is None:
                     outage_start = time.monotonic()
