@@ -85,11 +85,10 @@ class CoOccurrence:
         while len(self.rows) < n:
             self.rows.append(_Row())
 
-    def learn(self, recent: "list[int] | np.ndarray", item: int, weight: float) -> None:
+    def learn(self, recent: list[int], item: int, weight: float) -> None:
         """Link ``item`` to the user's ``recent`` items (most recent last)."""
-        if len(recent) == 0:
+        if not recent:
             return
-        recent = [int(j) for j in recent]
         self._ensure(max(item, max(recent)) + 1)
         rows = self.rows
         row_i = rows[item]

@@ -55,13 +55,14 @@ class ModelConfig:
 
 
 class Ranked(NamedTuple):
-    """A ranked list: external item ids, best first, and their scores."""
+    """A ranked list: external item ids, best first, their scores, and the items' dense indexes."""
 
     items: list[str]
     scores: list[float]
+    indexes: list[int]
 
 
-_EMPTY = Ranked([], [])
+_EMPTY = Ranked([], [], [])
 _RANK_BLOCK = 64  # users ranked per matrix product (a 64 x 10k float32 block is 2.5 MB)
 
 
@@ -135,7 +136,7 @@ class HybridRecommender:
             self._recent = grow(self._recent, u + 1, fill=-1)
             self._seen_n = grow(self._seen_n, u + 1)
         recent = self._recent[u]
-        history = recent[recent >= 0]
+        history = [j for j in recent.tolist() if j >= 0]
         w = event.weight
 
         self.cooc.learn(history, i, w)
@@ -157,7 +158,7 @@ class HybridRecommender:
         """Add ``i`` to user ``u``'s seen ring (oldest overwritten past seen_cap)."""
         ring = self._seen[u]
         n = int(self._seen_n[u])
-        if (ring[: min(n, ring.shape[0])] == i).any():
+        if n and i in ring[:n]:
             return
         cap = self.config.seen_cap
         if n == ring.shape[0] and n < cap:
@@ -405,7 +406,8 @@ class HybridRecommender:
 
     def _named(self, idx: np.ndarray, scores: np.ndarray) -> Ranked:
         names = self.items.names
-        return Ranked([names[j] for j in idx.tolist()], np.asarray(scores, dtype=np.float64).round(6).tolist())
+        indexes = idx.tolist()
+        return Ranked([names[j] for j in indexes], np.asarray(scores, dtype=np.float64).round(6).tolist(), indexes)
 
 
 def _top(score: np.ndarray, k: int) -> np.ndarray:

@@ -104,7 +104,7 @@ class LearnLogic(StatefulBatchLogic[Event, Write, bytes]):
         self._served = grow(self._served, len(model.users), fill=-1)
         for (user, evs), ranked in zip(touched.items(), model.recommend_many(list(touched), k)):
             u = model.users.index[user]
-            served = [model.items.index[x] for x in ranked.items[:HIT_K]]
+            served = ranked.indexes[:HIT_K]
             self._served[u] = -1
             self._served[u, : len(served)] = served
             newest = max(e.ts for e in evs)
