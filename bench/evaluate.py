@@ -9,7 +9,6 @@ freshrec model is the exact class the live flow runs.
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from collections.abc import Callable

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import pickle
 import time
+from collections.abc import Iterator
 
 import orjson
 
@@ -34,6 +35,12 @@ def rss_mb() -> float:
     return float("nan")
 
 
+def one_event_per_user(start: int, stop: int) -> Iterator[Event]:
+    """Events ``start..stop-1``; event ``n`` is user ``n``'s only one (the per-user state is what grows)."""
+    for n in range(start, stop):
+        yield Event(f"u{n}", f"i{(n * 7919) % ITEMS}", "view", 1.0, 1.7e9 + n * 0.001, 1.7e9)
+
+
 def measure(checkpoints: list[int]) -> list[dict[str, float]]:
     """Grow one model to each number of users in turn; figures at each."""
     base = rss_mb()
@@ -43,9 +50,9 @@ def measure(checkpoints: list[int]) -> list[dict[str, float]]:
     t_learn = 0.0
     for users in sorted(checkpoints):
         t0 = time.perf_counter()
-        while n < users:
-            model.learn(Event(f"u{n}", f"i{(n * 7919) % ITEMS}", "view", 1.0, 1.7e9 + n * 0.001, 1.7e9))
-            n += 1
+        for event in one_event_per_user(n, users):
+            model.learn(event)
+        n = max(n, users)
         t_learn += time.perf_counter() - t0
         rss = rss_mb() - base
         t0 = time.perf_counter()

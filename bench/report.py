@@ -103,6 +103,8 @@ def results_section(res: dict, cmd: str, plots: list[Path], results_dir: Path) -
         f"| resident memory per 100k users (MB) | {s['rss_mb_per_100k_users']} | | |",
         f"| 1M users: snapshot time / size, restore time | {s['snapshot_s_1m_users']} s / {s['snapshot_mb_1m_users']} MB, {s['restore_s_1m_users']} s | | |",
         f"| `freshrec run` start to metrics up (s) | {s['startup_s']} | | |",
+        f"| restart with {res['restart']['users']:,} users of recovered state: to serving again / recovery dir / re-applied "
+        f"| {res['restart']['restart_s']} s / {res['restart']['recovery_mb']} MB / {res['restart']['reapplied']} | | |",
         "",
     ]
     return "\n".join(lines) + "\n"

@@ -14,7 +14,9 @@ Stages, on one Kafka broker and one Redis server (started with
    10,000/s while ingestion runs at 5,000 events/s.
 4. the naive baseline (``bench/naive.py``) goes through stages 1 and 2 on
    the same data, measured the same way.
-5. memory and snapshot at 100k and 1M users (``bench/memory.py``).
+5. memory and snapshot at 100k and 1M users (``bench/memory.py``);
+6. restart of ``freshrec run --recovery-dir`` with 1M users of state
+   (100k with ``--quick``; ``bench/restart.py``).
 
 Each of 1-4 is repeated (``--runs``, default 3; 1 with ``--quick``) and
 the median reported. Plots and a section of ``bench/RESULTS.md`` are written.
@@ -38,9 +40,10 @@ from pathlib import Path
 
 import orjson
 
+from bench import services
+from bench.services import ROOT, free_port
 from state.metrics import scrape, total
 
-ROOT = Path(__file__).resolve().parent.parent
 USERS = 100_000  # of freshrec replay --synthetic
 
 
@@ -52,21 +55,14 @@ class Plan:
     backlog: int  # events drained by freshrec for the throughput figure
     baseline_backlog: int
     stage_s: float  # seconds of each fixed-rate stage
+    restart_users: int  # state size of the restart stage (bench/restart.py)
     memory_users: tuple[int, ...] = (100_000, 1_000_000)
 
     @classmethod
     def make(cls, quick: bool, runs: int | None) -> Plan:
         if quick:
-            return cls(runs=runs or 1, backlog=40_000, baseline_backlog=8_000, stage_s=8.0)
-        return cls(runs=runs or 3, backlog=150_000, baseline_backlog=20_000, stage_s=20.0)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+            return cls(runs=runs or 1, backlog=40_000, baseline_backlog=8_000, stage_s=8.0, restart_users=100_000)
+        return cls(runs=runs or 3, backlog=150_000, baseline_backlog=20_000, stage_s=20.0, restart_users=1_000_000)
 
 
 def _say(msg: str) -> None:
@@ -257,8 +253,7 @@ def _services(kafka: str | None, redis_url: str | None, workdir: Path) -> tuple[
     if kafka and redis_url:
         return kafka, redis_url, False
     _say("starting Kafka and Redis (scripts/services.sh)")
-    subprocess.run([str(ROOT / "scripts" / "services.sh"), "start", str(workdir)], check=True)
-    env = dict(line.removeprefix("export ").split("=", 1) for line in (workdir / "env").read_text().splitlines())
+    env = services.start(workdir)
     return env["FRESHREC_KAFKA"], env["FRESHREC_REDIS_URL"], True
 
 
@@ -272,7 +267,7 @@ def run_bench(quick: bool, as_json: bool, kafka: str | None, redis_url: str | No
         res = _stages(plan, kafka, redis_url, workdir)
     finally:
         if own:
-            subprocess.run([str(ROOT / "scripts" / "services.sh"), "stop", str(workdir)], check=False)
+            services.stop(workdir)
     res["wall_s"] = round(time.monotonic() - started, 1)
     cmd = "freshrec " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     from bench.report import plot_all, results_section
@@ -295,7 +290,11 @@ def _stages(plan: Plan, kafka: str, redis_url: str, workdir: Path) -> dict:
     out = subprocess.run([sys.executable, "-m", "bench.memory", "--users", ",".join(map(str, plan.memory_users))],
                          cwd=ROOT, capture_output=True, text=True, check=True)
     memory = orjson.loads(out.stdout.strip().splitlines()[-1])
-    return _summarise(runs, memory, plan)
+    _say(f"restart with {plan.restart_users:,} users of recovered state")
+    out = subprocess.run([sys.executable, "-m", "bench.restart", "--kafka", kafka, "--redis-url", redis_url,
+                          "--users", str(plan.restart_users)], cwd=ROOT, stdout=subprocess.PIPE, text=True, check=True)
+    restart = orjson.loads(out.stdout.strip().splitlines()[-1])
+    return _summarise(runs, memory, restart, plan)
 
 
 def _one_run(plan: Plan, kafka: str, redis_url: str, workdir: Path, r: int) -> dict:
@@ -304,7 +303,7 @@ def _one_run(plan: Plan, kafka: str, redis_url: str, workdir: Path, r: int) -> d
     seed = 100 + r
     _say(f"run {r + 1}/{plan.runs}: producing a backlog of {plan.backlog:,} events")
     _wait_replay(replay(kafka, topic, 0, plan.backlog, seed))
-    port = _free_port()
+    port = free_port()
     flow = Process([sys.executable, "-m", "flows.cli", "run", "--kafka", kafka, "--topic", topic, "--redis-url", redis_url,
                     "--namespace", ns, "--metrics-port", str(port)], port, workdir, f"freshrec-{tag}")
     try:
@@ -322,7 +321,7 @@ def _one_run(plan: Plan, kafka: str, redis_url: str, workdir: Path, r: int) -> d
     btopic = f"bench.{tag}.naive"
     _say(f"naive baseline: backlog of {plan.baseline_backlog:,} events")
     _wait_replay(replay(kafka, btopic, 0, plan.baseline_backlog, seed))
-    port = _free_port()
+    port = free_port()
     naive = Process([sys.executable, "-m", "bench.naive", "--kafka", kafka, "--topic", btopic, "--redis-url", redis_url,
                      "--namespace", f"naive{tag}", "--metrics-port", str(port)], port, workdir, f"naive-{tag}")
     try:
@@ -350,7 +349,7 @@ def _median_fresh(per_run: list[list[dict]]) -> list[dict]:
     return out
 
 
-def _summarise(runs: list[dict], memory: list[dict], plan: Plan) -> dict:
+def _summarise(runs: list[dict], memory: list[dict], restart: dict, plan: Plan) -> dict:
     eps = _median([r["eps"] for r in runs])
     b_eps = _median([r["b_eps"] for r in runs])
     fresh = _median_fresh([r["fresh"] for r in runs])
@@ -372,9 +371,12 @@ def _summarise(runs: list[dict], memory: list[dict], plan: Plan) -> dict:
         "snapshot_mb_1m_users": m1m["snapshot_mb"] if m1m else None,
         "restore_s_1m_users": m1m["restore_s"] if m1m else None,
         "startup_s": _median([r["startup_s"] for r in runs]),
+        "restart_users": restart["users"],
+        "restart_s": restart["restart_s"],
         "runs": plan.runs,
     }
-    return {"summary": summary, "runs": runs, "memory": memory, "machine": _machine(), "date": date.today().isoformat()}
+    return {"summary": summary, "runs": runs, "memory": memory, "restart": restart, "machine": _machine(),
+            "date": date.today().isoformat()}
 
 
 def _print_summary(res: dict) -> None:
@@ -387,3 +389,6 @@ def _print_summary(res: dict) -> None:
     print(f"  reads           p50 {s['read_ms']['p50']} / p99 {s['read_ms']['p99']} ms at {s['reads_per_s']:,.0f} reads/s")
     print(f"  memory          {s['rss_mb_per_100k_users']} MB per 100k users; 1M users: snapshot {s['snapshot_s_1m_users']} s "
           f"({s['snapshot_mb_1m_users']} MB), restore {s['restore_s_1m_users']} s")
+    r = res["restart"]
+    print(f"  restart         {r['restart_s']} s to serving again with {r['users']:,} users of state "
+          f"(recovery dir {r['recovery_mb']} MB, re-applied {r['reapplied']}, stop {r['stop_s']} s)")

@@ -9,18 +9,15 @@ namespace.
 from __future__ import annotations
 
 import os
-import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import ROOT, Flow
+from support import Flow
 
-def read_env(path: Path) -> dict[str, str]:
-    """The ``export KEY=VALUE`` lines scripts/services.sh writes."""
-    return dict(line.removeprefix("export ").split("=", 1) for line in path.read_text().splitlines() if line)
+from bench import services as services_sh
 
 
 @pytest.fixture(scope="session")
@@ -28,13 +25,11 @@ def services() -> Iterator[dict[str, str]]:
     if os.environ.get("FRESHREC_KAFKA") and os.environ.get("FRESHREC_REDIS_URL"):
         yield {"FRESHREC_KAFKA": os.environ["FRESHREC_KAFKA"], "FRESHREC_REDIS_URL": os.environ["FRESHREC_REDIS_URL"]}
         return
-    workdir = tempfile.mkdtemp(prefix="freshrec-services-")
-    script = str(ROOT / "scripts" / "services.sh")
-    subprocess.run([script, "start", workdir], check=True)
+    workdir = Path(tempfile.mkdtemp(prefix="freshrec-services-"))
     try:
-        yield read_env(Path(workdir, "env"))
+        yield services_sh.start(workdir)
     finally:
-        subprocess.run([script, "stop", workdir], check=False)
+        services_sh.stop(workdir)
 
 
 @pytest.fixture
@@ -82,16 +77,14 @@ class OwnService:
 
     def __init__(self, workdir: Path, which: str) -> None:
         self.workdir, self.which = workdir, which
-        self.script = str(ROOT / "scripts" / "services.sh")
         self.env: dict[str, str] = {}
         self.start()
 
     def start(self) -> None:
-        subprocess.run([self.script, "start", str(self.workdir), self.which], check=True)
-        self.env.update(read_env(self.workdir / f"{self.which}.env"))
+        self.env.update(services_sh.start(self.workdir, self.which))
 
     def stop(self) -> None:
-        subprocess.run([self.script, "stop", str(self.workdir), self.which], check=True)
+        services_sh.stop(self.workdir, self.which, check=True)
 
 
 @pytest.fixture

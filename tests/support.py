@@ -1,10 +1,9 @@
-"""Test helpers: free ports, polling, ``freshrec run`` as a subprocess."""
+"""Test helpers: polling, ``freshrec run`` as a subprocess."""
 
 from __future__ import annotations
 
 import os
 import shlex
-import socket
 import subprocess
 import sys
 import tempfile
@@ -12,14 +11,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.services import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 
 def wait_for(check: Callable[[], object], timeout: float = 20.0, every: float = 0.1) -> object:

@@ -9,7 +9,9 @@ import sys
 import orjson
 from kafka import KafkaConsumer
 
-from support import ROOT, free_port, wait_for
+from support import ROOT, wait_for
+
+from bench.services import free_port
 from state.redis_store import read_recs
 
 

@@ -1,0 +1,140 @@
+"""Restart of ``freshrec run`` on a large recovered state, end to end.
+
+``freshrec bench`` runs it as a stage; alone::
+
+    python -m bench.restart --kafka HOST:PORT --redis-url URL --users 1000000
+
+It produces one event per user (``bench.memory.one_event_per_user``: N
+users over 10,000 items) to a fresh topic, runs ``freshrec run
+--recovery-dir`` until every event is applied and a snapshot has covered
+them, stops it with SIGTERM, produces one probe event, and starts the flow
+again on the same recovery directory. Figures (the last line is JSON):
+
+- ``drain_eps``: events/s of the first run, recovery snapshots included;
+- ``stop_s``: SIGTERM to exit; ``recovery_mb``: the recovery directory;
+- ``metrics_up_s``: launch of the second run to its metrics answering;
+- ``restart_s``: launch to the probe user's list in Redis, with
+  ``freshrec_model_events`` at N + 1 (the whole state back, the probe learned);
+- ``reapplied``: events the second run applied besides the probe (0 when
+  the last snapshot covered everything).
+
+The run's Redis keys are deleted at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+import orjson
+import redis
+from kafka import KafkaProducer
+
+from bench.memory import one_event_per_user
+from bench.services import free_port
+from bench.system import Process, drain
+from models.event import Event
+from operators.kafka_io import ensure_topics
+from operators.local_io import event_json
+from state.metrics import total
+
+SNAPSHOT_S = 5.0  # freshrec run's default --snapshot-interval-s
+
+
+def _produce(kafka: str, topic: str, events: Iterable[Event]) -> None:
+    ensure_topics(kafka, {topic: 1, f"{topic}.dlq": 1})
+    producer = KafkaProducer(bootstrap_servers=kafka.split(","), linger_ms=20, batch_size=1 << 18, acks=1)
+    for ev in events:
+        producer.send(topic, key=ev.user.encode(), value=event_json(ev))
+    producer.flush()
+    producer.close()
+
+
+def _drop_namespace(url: str, namespace: str) -> None:
+    client = redis.Redis.from_url(url)
+    batch = []
+    for key in client.scan_iter(match=f"{namespace}:*", count=10_000):
+        batch.append(key)
+        if len(batch) == 10_000:
+            client.unlink(*batch)
+            batch.clear()
+    if batch:
+        client.unlink(*batch)
+    client.close()
+
+
+def measure(kafka: str, redis_url: str, users: int, workdir: Path) -> dict[str, float]:
+    tag = uuid.uuid4().hex[:8]
+    topic, ns = f"restart.{tag}", f"restart{tag}"
+    recovery = workdir / f"recovery-{tag}"
+    client = redis.Redis.from_url(redis_url)
+
+    def flow(name: str) -> Process:
+        port = free_port()
+        return Process([sys.executable, "-m", "flows.cli", "run", "--kafka", kafka, "--topic", topic, "--redis-url", redis_url,
+                        "--namespace", ns, "--metrics-port", str(port), "--recovery-dir", str(recovery),
+                        "--snapshot-interval-s", str(SNAPSHOT_S)], port, workdir, name)
+
+    try:
+        _say(f"producing one event for each of {users:,} users")
+        _produce(kafka, topic, one_event_per_user(0, users))
+        first = flow(f"restart-{tag}-1")
+        try:
+            drain_eps, _ = drain(first, users, timeout=1800)
+            _say(f"drained at {drain_eps:,.0f} events/s with recovery on; waiting for a snapshot to cover it")
+            time.sleep(2 * SNAPSHOT_S + 1)
+        finally:
+            t0 = time.monotonic()
+            first.stop()
+            stop_s = time.monotonic() - t0
+        recovery_mb = sum(p.stat().st_size for p in recovery.glob("*")) / 1e6
+        probe = Event(f"probe-{tag}", "i1", "view", 1.0, time.time(), time.time())
+        _produce(kafka, topic, [probe])
+        launched = time.monotonic()
+        second = flow(f"restart-{tag}-2")
+        try:
+            metrics_up_s = time.monotonic() - launched
+            key = f"{ns}:u:{probe.user}"
+            while True:
+                samples = second.samples()
+                if client.exists(key) and total(samples, "freshrec_model_events") >= users + 1:
+                    break
+                if second.proc.poll() is not None or time.monotonic() - launched > 600:
+                    raise RuntimeError(f"the restarted flow did not serve the probe; see {second.log.name}")
+                time.sleep(0.05)
+            restart_s = time.monotonic() - launched
+            reapplied = total(second.samples(), "freshrec_events_total", {"outcome": "applied"}) - 1
+        finally:
+            second.stop()
+    finally:
+        _drop_namespace(redis_url, ns)
+        client.close()
+    return {"users": users, "drain_eps": round(drain_eps), "stop_s": round(stop_s, 2), "recovery_mb": round(recovery_mb, 1),
+            "metrics_up_s": round(metrics_up_s, 2), "restart_s": round(restart_s, 2), "reapplied": int(reapplied)}
+
+
+def _say(msg: str) -> None:
+    print(f"[restart {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kafka", required=True)
+    ap.add_argument("--redis-url", required=True)
+    ap.add_argument("--users", type=int, default=1_000_000)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="freshrec-restart-") as tmp:
+        row = measure(args.kafka, args.redis_url, args.users, Path(tmp))
+    print(f"{row['users']:,} users: restart to serving {row['restart_s']} s (metrics up {row['metrics_up_s']} s), "
+          f"stop {row['stop_s']} s, recovery dir {row['recovery_mb']} MB, re-applied {row['reapplied']}, "
+          f"first run {row['drain_eps']:,} events/s")
+    print(orjson.dumps(row).decode())
+
+
+if __name__ == "__main__":
+    main()
