@@ -136,44 +136,37 @@ class CoOccurrence:
         if self._buf.shape[0] < b * n:
             self._buf = np.zeros(b * n)
         buf = self._buf  # all zeros between calls
-        users, items, pos_parts = [], [], []
-        weight = 1.0
-        # One layer per age: within a layer each user adds one row, and a
-        # row's indexes are unique, so a fancy-index add is exact.
-        for col in recent.T[::-1]:
-            owners, idx, val, scale, lens = [], [], [], [], []
-            for r, j in enumerate(col.tolist()):
-                if 0 <= j < n and rows[j].n:
+        owners, idx, val, scale, lens = [], [], [], [], []
+        for r, items in enumerate(recent.tolist()):
+            weight = 1.0
+            for j in reversed(items):
+                if j < 0:
+                    break  # empty slots lead
+                if j < n and rows[j].n:
                     row = rows[j]
                     owners.append(r)
                     idx.append(row.idx[: row.n])
                     val.append(row.val[: row.n])
                     scale.append(weight / row.total)
                     lens.append(row.n)
-            weight *= self.recency
-            if not owners:
-                continue
-            lens_a = np.array(lens)
-            layer_users = np.repeat(np.array(owners), lens_a)
-            layer_items = np.concatenate(idx)
-            pos = layer_users * n + layer_items
-            buf[pos] += np.concatenate(val) * np.repeat(np.array(scale), lens_a)
-            users.append(layer_users)
-            items.append(layer_items)
-            pos_parts.append(pos)
+                weight *= self.recency
         peak = np.zeros(b)
-        if not pos_parts:
+        if not owners:
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty, np.zeros(0), peak
+        counts = np.array(lens)
+        user = np.repeat(np.array(owners), counts)
+        item = np.concatenate(idx)
+        pos = user * n + item
+        # A user's rows may share items: add.at accumulates repeated positions.
+        np.add.at(buf, pos, np.concatenate(val) * np.repeat(np.array(scale), counts))
         ex_users, ex_items = exclude
         keep = ex_items < n
         buf[ex_users[keep] * n + ex_items[keep]] = 0.0
-        pos = np.concatenate(pos_parts)
         value = buf[pos]
         buf[pos] = 0.0
-        user = np.concatenate(users)
         np.maximum.at(peak, user, value)
-        return user, np.concatenate(items), value, peak
+        return user, item, value, peak
 
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()

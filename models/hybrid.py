@@ -362,8 +362,8 @@ class HybridRecommender:
         co_user, co_item, co_val, peak = self.cooc.scores(self._recent[us], (ex_user, ex_item))
         c = self.config
         if c.w_cooc and co_val.size:
-            scale = np.divide(c.w_cooc / self._unit()[1], peak, out=np.zeros_like(peak), where=peak > 0)
-            co_val = co_val * scale[co_user]
+            # peak 0: all of that user's values are 0 (excluded); the floor keeps them 0
+            co_val = co_val * (c.w_cooc / self._unit()[1] / np.maximum(peak, 1e-300))[co_user]
         else:
             co_user = co_item = np.zeros(0, dtype=np.int64)
             co_val = np.zeros(0)
@@ -373,6 +373,14 @@ class HybridRecommender:
         """Top-``k`` of every item for each user in ``us``: one matrix product and one row-wise partition."""
         score = self._base_scores(us, self.mf.item_factors, self.pop.raw())
         co_user, co_item, co_val, ex_user, ex_item = self._user_terms(us, drops)
+        half, unit = self._unit()
+        if len(us) == 1:  # one user (the evaluation path): 1-D indexing costs less
+            row = score[0]
+            row[co_item] += co_val
+            row[ex_item] = -math.inf
+            top = _top(row, k)
+            top = top[np.isfinite(row[top])]
+            return [(top, row[top].astype(np.float64) * unit + half)]
         score[co_user, co_item] += co_val  # a repeated pair carries the same value: exact
         score[ex_user, ex_item] = -math.inf
         n = score.shape[1]
@@ -381,10 +389,10 @@ class HybridRecommender:
             top = np.argpartition(score, n - k, axis=1)[:, n - k :]
         else:
             top = np.broadcast_to(np.arange(n), score.shape)
-        vals = np.take_along_axis(score, top, axis=1)
+        rows = np.arange(score.shape[0])[:, None]
+        vals = score[rows, top]
         order = np.argsort(-vals, axis=1, kind="stable")
-        top, vals = np.take_along_axis(top, order, axis=1), np.take_along_axis(vals, order, axis=1)
-        half, unit = self._unit()
+        top, vals = top[rows, order], vals[rows, order]
         finite = np.isfinite(vals).sum(axis=1).tolist()  # excluded items (-inf) sort last
         vals = vals.astype(np.float64) * unit + half
         return [(t[:n_ok], v[:n_ok]) for t, v, n_ok in zip(top, vals, finite)]
