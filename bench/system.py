@@ -72,11 +72,11 @@ def _say(msg: str) -> None:
 class Process:
     """A metrics-exporting pipeline process (``freshrec run`` or the naive loop)."""
 
-    def __init__(self, cmd: list[str], port: int, log_dir: Path, name: str) -> None:
+    def __init__(self, cmd: list[str], port: int, log_dir: Path, name: str, cwd: Path = ROOT) -> None:
         self.port = port
         self.log = open(log_dir / f"{name}.log", "wb")  # noqa: SIM115 (closed in stop)
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while not scrape(port):
             if self.proc.poll() is not None or time.monotonic() > deadline:
