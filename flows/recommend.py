@@ -34,7 +34,7 @@ def build_flow(
     parse_config = s.parse_config()
     model_config, serve_config = s.model_config(), s.serve_config()
     if source is None:
-        source = KafkaSource(s.kafka, s.topic, s.kafka_extra())
+        source = KafkaSource(s.kafka, s.topic, s.kafka_extra(), max_records=s.max_batch)
     if dead_letters is None:
         dead_letters = DeadLetterSink(s.kafka, s.dlq_topic, s.kafka_extra())
 

@@ -51,6 +51,7 @@ class Settings:
     metrics_port: int = field(default=9464, metadata={"help": "Prometheus /metrics port (0: off)"})
     metrics_host: str = field(default="127.0.0.1", metadata={"help": "address the metrics endpoint binds to"})
     workers: int = field(default=1, metadata={"help": "Bytewax worker threads in this process"})
+    max_batch: int = field(default=4096, metadata={"help": "most events per poll, learned as one batch (a user in it is ranked once)"})
     max_message_bytes: int = field(default=65536, metadata={"help": "larger messages are rejected (too_large)"})
     max_id_bytes: int = field(default=256, metadata={"help": "longest user/item id in bytes"})
 

@@ -137,7 +137,7 @@ class KafkaSource(FixedPartitionedSource[Message, int | None]):
         Most messages returned by one poll.
     """
 
-    def __init__(self, brokers: str, topic: str, extra: Mapping[str, Any] | None = None, max_records: int = 1024):
+    def __init__(self, brokers: str, topic: str, extra: Mapping[str, Any] | None = None, max_records: int = 4096):
         self.brokers = brokers
         self.topic = topic
         self.config = _client_config(brokers, extra or {})
