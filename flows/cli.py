@@ -28,7 +28,7 @@ EXAMPLES = {
     "  FRESHREC_KAFKA=broker:9092 freshrec run --kafka-config security_protocol=SASL_SSL,sasl_mechanism=PLAIN",
     "recs": "freshrec recs 42 --k 10 --redis-url redis://127.0.0.1:6379/0",
     "eval": "freshrec eval --data ../shared/data/ml-latest-small/ratings.csv --json",
-    "bench": "freshrec bench --quick --json      # about 3 minutes; starts Kafka and Redis itself\n"
+    "bench": "freshrec bench --quick --json      # about 2 minutes; starts Kafka and Redis itself\n"
     "  freshrec bench --kafka 127.0.0.1:9092 --redis-url redis://127.0.0.1:6379/0 --runs 5",
     "replay": "freshrec replay --synthetic --kafka 127.0.0.1:9092 --rate 5000 --limit 100000\n"
     "  freshrec replay events.jsonl --kafka 127.0.0.1:9092 --rate 0",
