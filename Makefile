@@ -17,10 +17,14 @@ install: $(BIN)/.installed
 demo: $(BIN)/.installed
 	$(BIN)/freshrec demo $(if $(DATA),--data $(DATA))
 
-# Starts a real Kafka broker and Redis server on free loopback ports (installing
-# them if missing), runs every test, stops them. Point FRESHREC_KAFKA and
-# FRESHREC_REDIS_URL at running services to use those instead.
+# Lint, format and type checks (ruff, mypy), then: starts a real Kafka broker
+# and Redis server on free loopback ports (installing them if missing), runs
+# every test, stops them. Point FRESHREC_KAFKA and FRESHREC_REDIS_URL at
+# running services to use those instead.
 test: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 clean:

@@ -7,6 +7,7 @@ Users and items are dense indexes assigned by the evaluation loop.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -53,7 +54,9 @@ class BatchALS:
     new events change nothing. This is the nightly-batch job, compressed.
     """
 
-    def __init__(self, every: int = 5000, factors: int = 32, iters: int = 6, reg: float = 0.1, alpha: float = 10.0, seed: int = 0):
+    def __init__(
+        self, every: int = 5000, factors: int = 32, iters: int = 6, reg: float = 0.1, alpha: float = 10.0, seed: int = 0
+    ):
         self.every = every
         self.factors = factors
         self.iters = iters
@@ -110,4 +113,4 @@ def _groups(keys: np.ndarray, values: np.ndarray, w: np.ndarray, n: int) -> list
     order = np.argsort(keys, kind="stable")
     keys, values, w = keys[order], values[order], w[order]
     bounds = np.searchsorted(keys, np.arange(n + 1))
-    return [(values[a:b], w[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    return [(values[a:b], w[a:b]) for a, b in itertools.pairwise(bounds)]

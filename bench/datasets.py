@@ -101,7 +101,9 @@ def _is_number(s: str) -> bool:
 
 def _row_event(row: list[str], path: Path, n: int) -> Event:
     if len(row) < 2 or not row[0].strip() or not row[1].strip():
-        raise DataError(f"{path}:{n}: expected user{',' if len(row) else ''} item[, rating][, timestamp], got {row!r:.80}")
+        raise DataError(
+            f"{path}:{n}: expected user{',' if len(row) else ''} item[, rating][, timestamp], got {row!r:.80}"
+        )
     user, item = row[0].strip(), row[1].strip()
     value: float | None = None
     ts = float(n)

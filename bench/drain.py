@@ -13,20 +13,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import uuid
 from pathlib import Path
 
-from bench.services import ROOT, free_port
-from bench.system import Process, drain
+from bench.services import ROOT
+from bench.system import drain, start_flow
 
 
 def drain_rate(tree: Path, kafka: str, redis_url: str, topic: str, events: int, extra: list[str]) -> float:
-    port = free_port()
-    cmd = [sys.executable, "-m", "flows.cli", "run", "--kafka", kafka, "--topic", topic, "--redis-url", redis_url,
-           "--namespace", f"drain{uuid.uuid4().hex[:8]}", "--metrics-port", str(port), *extra]
-    flow = Process(cmd, port, Path(tempfile.mkdtemp(prefix="freshrec-drain-")), "flow", cwd=tree)
+    log_dir = Path(tempfile.mkdtemp(prefix="freshrec-drain-"))
+    flow = start_flow(kafka, topic, redis_url, f"drain{uuid.uuid4().hex[:8]}", log_dir, "flow", *extra, cwd=tree)
     try:
         return drain(flow, events)[0]
     finally:
@@ -45,7 +42,9 @@ def main() -> None:
     args = ap.parse_args()
     rates = []
     for _ in range(args.runs):
-        rates.append(drain_rate(args.tree.resolve(), args.kafka, args.redis_url, args.topic, args.events, args.run_args))
+        rates.append(
+            drain_rate(args.tree.resolve(), args.kafka, args.redis_url, args.topic, args.events, args.run_args)
+        )
         print(f"{args.tree}: {rates[-1]:,.0f} events/s", flush=True)
     if args.runs > 1:
         print(f"{args.tree}: median {statistics.median(rates):,.0f} events/s over {args.runs} runs")

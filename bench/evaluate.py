@@ -41,12 +41,18 @@ class _Freshrec:
         self.model.learn(event)
 
 
-def evaluate(events: list[Event], k: int = 10, batch_every: int = 5000, config: ModelConfig | None = None,
-             progress: Callable[[int, int], None] | None = None, window: int = 5000) -> dict:
+def evaluate(
+    events: list[Event],
+    k: int = 10,
+    batch_every: int = 5000,
+    config: ModelConfig | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    window: int = 5000,
+) -> dict:
     """Run the prequential protocol; return per-model figures and rolling HR@k curves."""
     cfg = config or ModelConfig()
     fresh = _Freshrec(cfg)
-    baselines = {
+    baselines: dict[str, Popularity | BatchALS] = {
         "popularity": Popularity(),
         "decayed_popularity": Popularity(half_life=cfg.half_life_s),
         "batch_mf": BatchALS(every=batch_every),
@@ -56,7 +62,7 @@ def evaluate(events: list[Event], k: int = 10, batch_every: int = 5000, config: 
     hits_k = {m: np.zeros(n, dtype=np.bool_) for m in names}
     hits_20 = {m: np.zeros(n, dtype=np.bool_) for m in names}
     rr = {m: np.zeros(n) for m in names}
-    shown = {m: set() for m in names}
+    shown: dict[str, set[int]] = {m: set() for m in names}
     spent = dict.fromkeys(names, 0.0)
     # Baselines share one dense id space, assigned in arrival order.
     user_ids: dict[str, int] = {}
@@ -150,7 +156,13 @@ def run_eval(data: str, fmt: str, k: int, as_json: bool, plot_path: str, batch_e
     events = read_events(data, fmt)
     print(f"freshrec eval: {data}: {len(events):,} events, prequential, k={k}", file=sys.stderr)
     window = max(min(5000, len(events) // 10), 1)
-    res = evaluate(events, k=k, batch_every=batch_every, progress=_progress if sys.stderr.isatty() or len(events) > 20000 else None, window=window)
+    res = evaluate(
+        events,
+        k=k,
+        batch_every=batch_every,
+        progress=_progress if sys.stderr.isatty() or len(events) > 20000 else None,
+        window=window,
+    )
     cols = [f"hr@{k}", "hr@20", "mrr@20", f"hr@{k}_second_half", "coverage", "events_per_s"]
     print(f"{'model':<20}" + "".join(f"{c:>18}" for c in cols))
     for name, row in res["models"].items():

@@ -63,11 +63,16 @@ def measure(checkpoints: list[int]) -> list[dict[str, float]]:
         restore = time.perf_counter() - t0
         assert len(restored.users) == users
         del restored
-        out.append({
-            "users": users, "rss_mb": round(rss, 1), "snapshot_s": round(snap, 3),
-            "snapshot_mb": round(len(blob) / 1e6, 1), "restore_s": round(restore, 3),
-            "learn_events_per_s": round(n / t_learn, 0),
-        })
+        out.append(
+            {
+                "users": users,
+                "rss_mb": round(rss, 1),
+                "snapshot_s": round(snap, 3),
+                "snapshot_mb": round(len(blob) / 1e6, 1),
+                "restore_s": round(restore, 3),
+                "learn_events_per_s": round(n / t_learn, 0),
+            }
+        )
         del blob
     return out
 
@@ -78,7 +83,9 @@ def main() -> None:
     args = ap.parse_args()
     rows = measure([int(x) for x in args.users.split(",")])
     for r in rows:
-        print(f"{r['users']:>9,} users: RSS +{r['rss_mb']:,.0f} MB, snapshot {r['snapshot_s']:.2f} s ({r['snapshot_mb']:,.0f} MB), restore {r['restore_s']:.2f} s")
+        print(
+            f"{r['users']:>9,} users: RSS +{r['rss_mb']:,.0f} MB, snapshot {r['snapshot_s']:.2f} s ({r['snapshot_mb']:,.0f} MB), restore {r['restore_s']:.2f} s"
+        )
     print(orjson.dumps(rows).decode())
 
 

@@ -29,7 +29,9 @@ from state.redis_store import connect, payload
 
 
 def run(kafka: str, topic: str, redis_url: str, namespace: str, k: int = 20, n_factors: int = 32) -> None:
-    consumer = KafkaConsumer(topic, bootstrap_servers=kafka.split(","), group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=kafka.split(","), group_id=None, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     client = connect(redis_url)
     model = reco.FunkMF(n_factors=n_factors, optimizer=optim.SGD(0.05), l2=0.01, seed=0)
     items: dict[str, int] = {}

@@ -26,7 +26,9 @@ from operators.local_io import event_json
 def _source(path: str | None, fmt: str, synthetic: bool, loop: bool, seed: int) -> Iterator[Event]:
     while True:
         if synthetic:
-            yield from synthetic_events(SyntheticConfig(users=100_000, items=10_000, topics=50, events=10**9, seed=seed))
+            yield from synthetic_events(
+                SyntheticConfig(users=100_000, items=10_000, topics=50, events=10**9, seed=seed)
+            )
         else:
             assert path is not None
             yield from iter_events(path, fmt)
@@ -34,7 +36,9 @@ def _source(path: str | None, fmt: str, synthetic: bool, loop: bool, seed: int) 
             return
 
 
-def run_replay(s: Settings, path: str | None, fmt: str, synthetic: bool, rate: float, limit: int, loop: bool, seed: int) -> int:
+def run_replay(
+    s: Settings, path: str | None, fmt: str, synthetic: bool, rate: float, limit: int, loop: bool, seed: int
+) -> int:
     events = _source(path, fmt, synthetic, loop, seed)
     first = next(events, None)  # a bad file fails here, before Kafka is touched
     if first is None:
@@ -43,7 +47,9 @@ def run_replay(s: Settings, path: str | None, fmt: str, synthetic: bool, rate: f
     events = itertools.chain([first], events)
     ensure_topics(s.kafka, {s.topic: s.partitions, s.dlq_topic: s.partitions}, s.kafka_extra())
     try:
-        producer = KafkaProducer(bootstrap_servers=s.kafka.split(","), bootstrap_timeout_ms=5000, linger_ms=5, acks=1, **s.kafka_extra())
+        producer = KafkaProducer(
+            bootstrap_servers=s.kafka.split(","), bootstrap_timeout_ms=5000, linger_ms=5, acks=1, **s.kafka_extra()
+        )
     except KafkaError as ex:
         raise ServiceError(f"cannot reach Kafka at {s.kafka}: {ex}") from ex
     if limit:
@@ -83,5 +89,7 @@ def run_replay(s: Settings, path: str | None, fmt: str, synthetic: bool, rate: f
     if tty:
         sys.stderr.write("\n")
     target = f"{rate:,.0f}/s" if rate > 0 else "max"
-    print(f"replay: sent {sent:,} events to {s.topic} on {s.kafka} in {elapsed:.1f} s: {sent / max(elapsed, 1e-9):,.0f} events/s (target {target}), {errors} errors")
+    print(
+        f"replay: sent {sent:,} events to {s.topic} on {s.kafka} in {elapsed:.1f} s: {sent / max(elapsed, 1e-9):,.0f} events/s (target {target}), {errors} errors"
+    )
     return 1 if errors else 0

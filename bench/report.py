@@ -33,11 +33,19 @@ def plot_all(res: dict, out_dir: Path) -> list[Path]:
 
     fig, ax = plt.subplots(figsize=(8, 4.2))
     width = 0.13
-    rows = [("freshrec", f) for f in s["freshness_ms_by_rate"]] + [("naive", f) for f in s["baseline_freshness_ms_by_rate"]]
+    rows = [("freshrec", f) for f in s["freshness_ms_by_rate"]] + [
+        ("naive", f) for f in s["baseline_freshness_ms_by_rate"]
+    ]
     for n, (who, f) in enumerate(rows):
         for q, (quant, shade) in enumerate((("p50", 0.45), ("p95", 0.7), ("p99", 1.0))):
-            colour = (0.12, 0.47, 0.71, shade) if who == "freshrec" else (1.0, 0.5, 0.05, shade)
-            ax.bar(n + (q - 1) * width * 1.1, f[quant], width, color=colour, label=f"{who} {quant}" if n in (0, len(s["freshness_ms_by_rate"])) else None)
+            rgba = (0.12, 0.47, 0.71, shade) if who == "freshrec" else (1.0, 0.5, 0.05, shade)
+            ax.bar(
+                n + (q - 1) * width * 1.1,
+                f[quant],
+                width,
+                color=rgba,
+                label=f"{who} {quant}" if n in (0, len(s["freshness_ms_by_rate"])) else None,
+            )
     ax.set_xticks(range(len(rows)), [f"{who}\n{f['rate']:,.0f}/s" for who, f in rows])
     ax.set_yscale("log")
     ax.set_ylabel("event sent -> list in Redis (ms, log)")
@@ -86,8 +94,10 @@ def results_section(res: dict, cmd: str, plots: list[Path], results_dir: Path) -
         cmd,
         "```",
         "",
-        f"Machine: {res['machine']}. Kafka and Redis on the same machine; median of "
-        f"{s['runs']} run(s); {res['wall_s']:.0f} s in all. Plots: {links}.",
+        (
+            f"Machine: {res['machine']}. Kafka and Redis on the same machine; median of "
+            f"{s['runs']} run(s); {res['wall_s']:.0f} s in all. Plots: {links}."
+        ),
         "",
         "| figure | freshrec | naive loop | ratio |",
         "|---|---|---|---|",
@@ -97,14 +107,18 @@ def results_section(res: dict, cmd: str, plots: list[Path], results_dir: Path) -
         naive = f"{b['p50']} / {b['p95']} / {b['p99']}{'' if b['caught_up'] else ' (fell behind)'}" if b else "-"
         ratio = f"{b['p99'] / f['p99']:.1f}x (p99)" if b and f["p99"] else "-"
         behind = "" if f["caught_up"] else " (fell behind)"
-        lines.append(f"| freshness p50 / p95 / p99 at {f['rate']:,.0f} events/s (ms) | {f['p50']} / {f['p95']} / {f['p99']}{behind} | {naive} | {ratio} |")
+        lines.append(
+            f"| freshness p50 / p95 / p99 at {f['rate']:,.0f} events/s (ms) | {f['p50']} / {f['p95']} / {f['p99']}{behind} | {naive} | {ratio} |"
+        )
     lines += [
         f"| GET latency p50 / p99 at {s['reads_per_s']:,.0f} reads/s, ingesting 5,000 events/s (ms) | {s['read_ms']['p50']} / {s['read_ms']['p99']} | | |",
         f"| resident memory per 100k users (MB) | {s['rss_mb_per_100k_users']} | | |",
         f"| 1M users: snapshot time / size, restore time | {s['snapshot_s_1m_users']} s / {s['snapshot_mb_1m_users']} MB, {s['restore_s_1m_users']} s | | |",
         f"| `freshrec run` start to metrics up (s) | {s['startup_s']} | | |",
-        f"| restart with {res['restart']['users']:,} users of recovered state: to serving again / recovery dir / re-applied "
-        f"| {res['restart']['restart_s']} s / {res['restart']['recovery_mb']} MB / {res['restart']['reapplied']} | | |",
+        (
+            f"| restart with {res['restart']['users']:,} users of recovered state: to serving again / recovery dir / re-applied "
+            f"| {res['restart']['restart_s']} s / {res['restart']['recovery_mb']} MB / {res['restart']['reapplied']} | | |"
+        ),
         "",
     ]
     return "\n".join(lines) + "\n"

@@ -36,8 +36,7 @@ import redis
 from kafka import KafkaProducer
 
 from bench.memory import one_event_per_user
-from bench.services import free_port
-from bench.system import Process, drain
+from bench.system import Process, drain, start_flow
 from models.event import Event
 from operators.kafka_io import ensure_topics
 from operators.local_io import event_json
@@ -75,10 +74,8 @@ def measure(kafka: str, redis_url: str, users: int, workdir: Path) -> dict[str, 
     client = redis.Redis.from_url(redis_url)
 
     def flow(name: str) -> Process:
-        port = free_port()
-        return Process([sys.executable, "-m", "flows.cli", "run", "--kafka", kafka, "--topic", topic, "--redis-url", redis_url,
-                        "--namespace", ns, "--metrics-port", str(port), "--recovery-dir", str(recovery),
-                        "--snapshot-interval-s", str(SNAPSHOT_S)], port, workdir, name)
+        extra = ("--recovery-dir", str(recovery), "--snapshot-interval-s", str(SNAPSHOT_S))
+        return start_flow(kafka, topic, redis_url, ns, workdir, name, *extra)
 
     try:
         _say(f"producing one event for each of {users:,} users")
@@ -114,8 +111,15 @@ def measure(kafka: str, redis_url: str, users: int, workdir: Path) -> dict[str, 
     finally:
         _drop_namespace(redis_url, ns)
         client.close()
-    return {"users": users, "drain_eps": round(drain_eps), "stop_s": round(stop_s, 2), "recovery_mb": round(recovery_mb, 1),
-            "metrics_up_s": round(metrics_up_s, 2), "restart_s": round(restart_s, 2), "reapplied": int(reapplied)}
+    return {
+        "users": users,
+        "drain_eps": round(drain_eps),
+        "stop_s": round(stop_s, 2),
+        "recovery_mb": round(recovery_mb, 1),
+        "metrics_up_s": round(metrics_up_s, 2),
+        "restart_s": round(restart_s, 2),
+        "reapplied": int(reapplied),
+    }
 
 
 def _say(msg: str) -> None:
@@ -130,9 +134,11 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="freshrec-restart-") as tmp:
         row = measure(args.kafka, args.redis_url, args.users, Path(tmp))
-    print(f"{row['users']:,} users: restart to serving {row['restart_s']} s (metrics up {row['metrics_up_s']} s), "
-          f"stop {row['stop_s']} s, recovery dir {row['recovery_mb']} MB, re-applied {row['reapplied']}, "
-          f"first run {row['drain_eps']:,} events/s")
+    print(
+        f"{row['users']:,} users: restart to serving {row['restart_s']} s (metrics up {row['metrics_up_s']} s), "
+        f"stop {row['stop_s']} s, recovery dir {row['recovery_mb']} MB, re-applied {row['reapplied']}, "
+        f"first run {row['drain_eps']:,} events/s"
+    )
     print(orjson.dumps(row).decode())
 
 

@@ -49,8 +49,8 @@ def main() -> None:
     ap.add_argument("--grid", nargs="+", default=[], help="name=v1,v2 for ModelConfig fields")
     ap.add_argument("--one-at-a-time", action="store_true", help="vary one parameter at a time around the defaults")
     args = ap.parse_args()
-    kinds = {f.name: type(f.default) for f in fields(ModelConfig)}
-    grid = {}
+    kinds: dict[str, type] = {f.name: type(f.default) for f in fields(ModelConfig)}
+    grid: dict[str, list] = {}
     for spec in args.grid:
         name, _, values = spec.partition("=")
         grid[name] = [kinds[name](v) for v in values.split(",")]
@@ -67,7 +67,9 @@ def main() -> None:
     for combo in combos:
         cfg = replace(ModelConfig(), **dict(zip(grid, combo)))
         hr, hr2, eps = hr_at(events, cfg)
-        print("| " + " | ".join([*(str(v) for v in combo), f"{hr:.4f}", f"{hr2:.4f}", f"{eps:,.0f}"]) + " |", flush=True)
+        print(
+            "| " + " | ".join([*(str(v) for v in combo), f"{hr:.4f}", f"{hr2:.4f}", f"{eps:,.0f}"]) + " |", flush=True
+        )
 
 
 if __name__ == "__main__":

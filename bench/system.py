@@ -101,9 +101,34 @@ class Process:
         self.log.close()
 
 
+def start_flow(
+    kafka: str, topic: str, redis_url: str, namespace: str, log_dir: Path, name: str, *extra: str, cwd: Path = ROOT
+) -> Process:
+    """``freshrec run`` from the source tree ``cwd`` with metrics on a free port; returns once they answer."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "flows.cli", "run", "--kafka", kafka, "--topic", topic, "--redis-url", redis_url]
+    cmd += ["--namespace", namespace, "--metrics-port", str(port), *extra]
+    return Process(cmd, port, log_dir, name, cwd=cwd)
+
+
 def replay(kafka: str, topic: str, rate: float, limit: int, seed: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "flows.cli", "replay", "--synthetic", "--kafka", kafka, "--topic", topic,
-           "--rate", str(rate), "--limit", str(limit), "--seed", str(seed)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "flows.cli",
+        "replay",
+        "--synthetic",
+        "--kafka",
+        kafka,
+        "--topic",
+        topic,
+        "--rate",
+        str(rate),
+        "--limit",
+        str(limit),
+        "--seed",
+        str(seed),
+    ]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
 
@@ -153,7 +178,9 @@ def _buckets(samples: list) -> dict[float, float]:
     return {float(lab["le"]): v for n, lab, v in samples if n == "freshrec_freshness_seconds_bucket"}
 
 
-def quantiles(before: dict[float, float], after: dict[float, float], qs: tuple[float, ...] = (0.5, 0.95, 0.99)) -> list[float]:
+def quantiles(
+    before: dict[float, float], after: dict[float, float], qs: tuple[float, ...] = (0.5, 0.95, 0.99)
+) -> list[float]:
     """Quantiles (seconds) of the observations between two scrapes of a histogram.
 
     Linear interpolation inside a bucket, as Prometheus' histogram_quantile does.
@@ -198,8 +225,15 @@ def fixed_rate(proc: Process, kafka: str, topic: str, rate: float, seconds: floa
     after = settle(proc)
     p50, p95, p99 = quantiles(_buckets(before), _buckets(after))
     applied = total(after, "freshrec_events_total", {"outcome": "applied"}) - start_applied
-    return {"rate": rate, "p50": _ms(p50), "p95": _ms(p95), "p99": _ms(p99), "applied": applied,
-            "caught_up": caught_up, "replay": summary}
+    return {
+        "rate": rate,
+        "p50": _ms(p50),
+        "p95": _ms(p95),
+        "p99": _ms(p99),
+        "applied": applied,
+        "caught_up": caught_up,
+        "replay": summary,
+    }
 
 
 def _ms(s: float) -> float:
@@ -227,10 +261,19 @@ def _reader(url: str, namespace: str, rate: float, seconds: float, out: multipro
         lat.append(time.perf_counter() - a)
         n += 1
     lat.sort()
-    out.put({"reads": n, "reads_per_s": round(n / seconds), "p50": _ms(lat[len(lat) // 2]), "p99": _ms(lat[int(len(lat) * 0.99)])})
+    out.put(
+        {
+            "reads": n,
+            "reads_per_s": round(n / seconds),
+            "p50": _ms(lat[len(lat) // 2]),
+            "p99": _ms(lat[int(len(lat) * 0.99)]),
+        }
+    )
 
 
-def read_latency(proc: Process, kafka: str, redis_url: str, namespace: str, topic: str, seconds: float, seed: int) -> dict:
+def read_latency(
+    proc: Process, kafka: str, redis_url: str, namespace: str, topic: str, seconds: float, seed: int
+) -> dict:
     """GET latency at 10,000 reads/s from another process, with ingestion at 5,000 events/s."""
     q: multiprocessing.Queue = multiprocessing.Queue()
     p = replay(kafka, topic, 5000, int(5000 * (seconds + 2)), seed)
@@ -244,8 +287,12 @@ def read_latency(proc: Process, kafka: str, redis_url: str, namespace: str, topi
 
 
 def _machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.machine())
-    mem = next((int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal")), 0)
+    cpuinfo, meminfo = Path("/proc/cpuinfo").read_text(), Path("/proc/meminfo").read_text()
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
+        platform.machine(),
+    )
+    mem = next((int(line.split()[1]) for line in meminfo.splitlines() if line.startswith("MemTotal")), 0)
     return f"{os.cpu_count()} cores ({cpu}), {mem / 2**20:.0f} GiB, Python {platform.python_version()}"
 
 
@@ -257,8 +304,9 @@ def _services(kafka: str | None, redis_url: str | None, workdir: Path) -> tuple[
     return env["FRESHREC_KAFKA"], env["FRESHREC_REDIS_URL"], True
 
 
-def run_bench(quick: bool, as_json: bool, kafka: str | None, redis_url: str | None, runs: int | None,
-              out_dir: str, results: str) -> int:
+def run_bench(
+    quick: bool, as_json: bool, kafka: str | None, redis_url: str | None, runs: int | None, out_dir: str, results: str
+) -> int:
     plan = Plan.make(quick, runs)
     workdir = Path(tempfile.mkdtemp(prefix="freshrec-bench-"))
     kafka, redis_url, own = _services(kafka, redis_url, workdir)
@@ -287,12 +335,32 @@ def _stages(plan: Plan, kafka: str, redis_url: str, workdir: Path) -> dict:
     for r in range(plan.runs):
         runs.append(_one_run(plan, kafka, redis_url, workdir, r))
     _say(f"memory and snapshot at {', '.join(f'{u:,}' for u in plan.memory_users)} users")
-    out = subprocess.run([sys.executable, "-m", "bench.memory", "--users", ",".join(map(str, plan.memory_users))],
-                         cwd=ROOT, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.memory", "--users", ",".join(map(str, plan.memory_users))],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     memory = orjson.loads(out.stdout.strip().splitlines()[-1])
     _say(f"restart with {plan.restart_users:,} users of recovered state")
-    out = subprocess.run([sys.executable, "-m", "bench.restart", "--kafka", kafka, "--redis-url", redis_url,
-                          "--users", str(plan.restart_users)], cwd=ROOT, stdout=subprocess.PIPE, text=True, check=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.restart",
+            "--kafka",
+            kafka,
+            "--redis-url",
+            redis_url,
+            "--users",
+            str(plan.restart_users),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
     restart = orjson.loads(out.stdout.strip().splitlines()[-1])
     return _summarise(runs, memory, restart, plan)
 
@@ -303,9 +371,7 @@ def _one_run(plan: Plan, kafka: str, redis_url: str, workdir: Path, r: int) -> d
     seed = 100 + r
     _say(f"run {r + 1}/{plan.runs}: producing a backlog of {plan.backlog:,} events")
     _wait_replay(replay(kafka, topic, 0, plan.backlog, seed))
-    port = free_port()
-    flow = Process([sys.executable, "-m", "flows.cli", "run", "--kafka", kafka, "--topic", topic, "--redis-url", redis_url,
-                    "--namespace", ns, "--metrics-port", str(port)], port, workdir, f"freshrec-{tag}")
+    flow = start_flow(kafka, topic, redis_url, ns, workdir, f"freshrec-{tag}")
     try:
         eps, series = drain(flow, plan.backlog)
         _say(f"freshrec drained at {eps:,.0f} events/s (started in {flow.startup_s:.1f} s)")
@@ -322,19 +388,47 @@ def _one_run(plan: Plan, kafka: str, redis_url: str, workdir: Path, r: int) -> d
     _say(f"naive baseline: backlog of {plan.baseline_backlog:,} events")
     _wait_replay(replay(kafka, btopic, 0, plan.baseline_backlog, seed))
     port = free_port()
-    naive = Process([sys.executable, "-m", "bench.naive", "--kafka", kafka, "--topic", btopic, "--redis-url", redis_url,
-                     "--namespace", f"naive{tag}", "--metrics-port", str(port)], port, workdir, f"naive-{tag}")
+    naive = Process(
+        [
+            sys.executable,
+            "-m",
+            "bench.naive",
+            "--kafka",
+            kafka,
+            "--topic",
+            btopic,
+            "--redis-url",
+            redis_url,
+            "--namespace",
+            f"naive{tag}",
+            "--metrics-port",
+            str(port),
+        ],
+        port,
+        workdir,
+        f"naive-{tag}",
+    )
     try:
         b_eps, b_series = drain(naive, plan.baseline_backlog)
         _say(f"naive drained at {b_eps:,.0f} events/s")
         b_fresh = []
         for rate in (1000.0, 5000.0):
             b_fresh.append(fixed_rate(naive, kafka, btopic, rate, plan.stage_s, seed + int(rate)))
-            _say(f"naive at {rate:,.0f}/s: p50 {b_fresh[-1]['p50']} ms, p99 {b_fresh[-1]['p99']} ms, caught up: {b_fresh[-1]['caught_up']}")
+            _say(
+                f"naive at {rate:,.0f}/s: p50 {b_fresh[-1]['p50']} ms, p99 {b_fresh[-1]['p99']} ms, caught up: {b_fresh[-1]['caught_up']}"
+            )
     finally:
         naive.stop()
-    return {"eps": eps, "series": series, "fresh": fresh, "reads": reads, "startup_s": flow.startup_s,
-            "b_eps": b_eps, "b_series": b_series, "b_fresh": b_fresh}
+    return {
+        "eps": eps,
+        "series": series,
+        "fresh": fresh,
+        "reads": reads,
+        "startup_s": flow.startup_s,
+        "b_eps": b_eps,
+        "b_series": b_series,
+        "b_fresh": b_fresh,
+    }
 
 
 def _median(values: list[float]) -> float:
@@ -344,8 +438,13 @@ def _median(values: list[float]) -> float:
 def _median_fresh(per_run: list[list[dict]]) -> list[dict]:
     out = []
     for stage in zip(*per_run):
-        out.append({"rate": stage[0]["rate"], **{q: _median([s[q] for s in stage]) for q in ("p50", "p95", "p99")},
-                    "caught_up": all(s["caught_up"] for s in stage)})
+        out.append(
+            {
+                "rate": stage[0]["rate"],
+                **{q: _median([s[q] for s in stage]) for q in ("p50", "p95", "p99")},
+                "caught_up": all(s["caught_up"] for s in stage),
+            }
+        )
     return out
 
 
@@ -375,20 +474,34 @@ def _summarise(runs: list[dict], memory: list[dict], restart: dict, plan: Plan) 
         "restart_s": restart["restart_s"],
         "runs": plan.runs,
     }
-    return {"summary": summary, "runs": runs, "memory": memory, "restart": restart, "machine": _machine(),
-            "date": date.today().isoformat()}
+    return {
+        "summary": summary,
+        "runs": runs,
+        "memory": memory,
+        "restart": restart,
+        "machine": _machine(),
+        "date": date.today().isoformat(),
+    }
 
 
 def _print_summary(res: dict) -> None:
     s = res["summary"]
     print(f"freshrec bench ({res['machine']}, {res['date']}, median of {s['runs']} run(s), {res['wall_s']:.0f} s)")
-    print(f"  throughput      {s['throughput_eps']:>8,} events/s   naive {s['baseline_throughput_eps']:,}   ratio {s['throughput_ratio']}x")
+    print(
+        f"  throughput      {s['throughput_eps']:>8,} events/s   naive {s['baseline_throughput_eps']:,}   ratio {s['throughput_ratio']}x"
+    )
     for f, b in zip(s["freshness_ms_by_rate"], s["baseline_freshness_ms_by_rate"] + [None]):
         naive = f"   naive p50 {b['p50']} / p99 {b['p99']} ms{'' if b['caught_up'] else ' (fell behind)'}" if b else ""
         print(f"  freshness @{f['rate']:>6,.0f}/s  p50 {f['p50']} / p95 {f['p95']} / p99 {f['p99']} ms{naive}")
-    print(f"  reads           p50 {s['read_ms']['p50']} / p99 {s['read_ms']['p99']} ms at {s['reads_per_s']:,.0f} reads/s")
-    print(f"  memory          {s['rss_mb_per_100k_users']} MB per 100k users; 1M users: snapshot {s['snapshot_s_1m_users']} s "
-          f"({s['snapshot_mb_1m_users']} MB), restore {s['restore_s_1m_users']} s")
+    print(
+        f"  reads           p50 {s['read_ms']['p50']} / p99 {s['read_ms']['p99']} ms at {s['reads_per_s']:,.0f} reads/s"
+    )
+    print(
+        f"  memory          {s['rss_mb_per_100k_users']} MB per 100k users; 1M users: snapshot {s['snapshot_s_1m_users']} s "
+        f"({s['snapshot_mb_1m_users']} MB), restore {s['restore_s_1m_users']} s"
+    )
     r = res["restart"]
-    print(f"  restart         {r['restart_s']} s to serving again with {r['users']:,} users of state "
-          f"(recovery dir {r['recovery_mb']} MB, re-applied {r['reapplied']}, stop {r['stop_s']} s)")
+    print(
+        f"  restart         {r['restart_s']} s to serving again with {r['users']:,} users of state "
+        f"(recovery dir {r['recovery_mb']} MB, re-applied {r['reapplied']}, stop {r['stop_s']} s)"
+    )

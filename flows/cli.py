@@ -67,7 +67,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     log = logging.getLogger(__name__)
     log.info(
         "freshrec run: %s topic %s -> Redis namespace %s; metrics on %s:%s",
-        s.kafka, s.topic, s.namespace, s.metrics_host, s.metrics_port,
+        s.kafka,
+        s.topic,
+        s.namespace,
+        s.metrics_host,
+        s.metrics_port,
     )
     # SIGTERM stops like Ctrl-C: the interrupt unwinds Bytewax, which closes
     # sources and sinks. It may surface wrapped in a BytewaxRuntimeError
@@ -150,13 +154,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="freshrec", description="Real-time recommendations from Kafka events into Redis.")
+    parser = argparse.ArgumentParser(
+        prog="freshrec", description="Real-time recommendations from Kafka events into Redis."
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, func, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text, epilog="examples:\n  " + EXAMPLES[name],
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog="examples:\n  " + EXAMPLES[name],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         p.set_defaults(func=func)
         return p
 
@@ -192,14 +203,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42, help="seed of --synthetic")
     Settings.add_arguments(p, only=("kafka", "topic", "kafka_config", "kafka_config_file", "partitions"))
 
-    p = add("bench", cmd_bench, "Throughput, freshness, read latency and memory on real services, beside a naive pipeline.")
+    p = add(
+        "bench", cmd_bench, "Throughput, freshness, read latency and memory on real services, beside a naive pipeline."
+    )
     p.add_argument("--quick", action="store_true", help="one run, short stages (under 5 minutes)")
     p.add_argument("--json", action="store_true", help="last line: one JSON object with the headline figures")
     p.add_argument("--runs", type=int, default=None, help="repetitions to take the median of (default 3, --quick 1)")
     p.add_argument("--kafka", help="use this broker instead of starting one")
     p.add_argument("--redis-url", help="use this Redis instead of starting one")
     p.add_argument("--out", default="bench", help="directory for the PNG plots (default bench)")
-    p.add_argument("--results", default="bench/RESULTS.md", help="Markdown file the figures are appended to ('' for none)")
+    p.add_argument(
+        "--results", default="bench/RESULTS.md", help="Markdown file the figures are appended to ('' for none)"
+    )
     return parser
 
 

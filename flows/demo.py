@@ -29,14 +29,22 @@ from state.redis_store import read_recs
 
 _EXAMPLES = 3
 _HELD = 3  # latest events held back per example user
-_BAD = [b"{not json", b'{"user": "", "item": "x"}', b'{"user": "u1", "item": "x", "type": "teleport"}', b"[1, 2, 3]", b'{"user": "u1", "item": "x", "ts": -5}']
+_BAD = [
+    b"{not json",
+    b'{"user": "", "item": "x"}',
+    b'{"user": "u1", "item": "x", "type": "teleport"}',
+    b"[1, 2, 3]",
+    b'{"user": "u1", "item": "x", "ts": -5}',
+]
 
 
 def _count(outcome: str) -> float:
     total = 0.0
     for metric in REGISTRY.collect():
         if metric.name == "freshrec_events":
-            total += sum(s.value for s in metric.samples if s.name.endswith("_total") and s.labels.get("outcome") == outcome)
+            total += sum(
+                s.value for s in metric.samples if s.name.endswith("_total") and s.labels.get("outcome") == outcome
+            )
     return total
 
 
@@ -96,7 +104,7 @@ def run_demo(data: str | None, fmt: str, n_events: int) -> int:
     def work() -> None:
         try:
             run_main(flow)
-        except BaseException as ex:  # shown to the user below
+        except BaseException as ex:  # noqa: BLE001 (shown to the user below)
             errors.append(ex)
 
     thread = threading.Thread(target=work, daemon=True)
@@ -134,7 +142,9 @@ def run_demo(data: str | None, fmt: str, n_events: int) -> int:
     print(f"  events applied   {applied:,.0f}")
     reasons = sorted({r.reason for r in dead.kept})
     print(f"  events rejected  {rejected:,.0f} (to the dead-letter sink; reasons: {', '.join(reasons) or '-'})")
-    print(f"  throughput       {(applied + rejected) / elapsed:,.0f} events/s ({elapsed:.1f} s, Kafka replaced by an in-process source)")
+    print(
+        f"  throughput       {(applied + rejected) / elapsed:,.0f} events/s ({elapsed:.1f} s, Kafka replaced by an in-process source)"
+    )
     hr = _hit_rate()
     print(f"  live hit-rate@10 {hr:.3f} (was the next item in the list served to the user?)" if hr is not None else "")
     print(f"  Redis keys       {server.dbsize():,} (freshrec:u:*, freshrec:i:*, freshrec:popular)")

@@ -9,6 +9,8 @@ Run it with the CLI (``freshrec run``) or directly::
 
 from __future__ import annotations
 
+from typing import TypeGuard, cast
+
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
@@ -22,6 +24,10 @@ from operators.parse import Rejected, parse
 from operators.serve import RedisSink, Write
 
 MODEL_KEY = "model"  # one model partition: every event goes to the same learner
+
+
+def _is_event(x: Event | Rejected) -> TypeGuard[Event]:
+    return isinstance(x, Event)
 
 
 def build_flow(
@@ -41,8 +47,8 @@ def build_flow(
     flow = Dataflow("freshrec")
     messages = op.input("input", flow, source)
     parsed = op.map("parse", messages, lambda m: parse(m.value, m.ts, parse_config))
-    branch = op.branch("valid", parsed, lambda x: isinstance(x, Event))
-    op.output("dead_letters", branch.falses, dead_letters)
+    branch = op.branch("valid", parsed, _is_event)
+    op.output("dead_letters", cast(op.Stream[Rejected], branch.falses), dead_letters)  # all that is not an Event
     keyed = op.key_on("one_model", branch.trues, lambda _e: MODEL_KEY)
     snapshots = bool(s.recovery_dir)
     writes = op.stateful_batch("learn", keyed, lambda resume: LearnLogic(model_config, serve_config, resume, snapshots))

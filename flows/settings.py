@@ -37,21 +37,30 @@ class Settings:
     """Everything ``freshrec run`` needs. Field metadata: help text."""
 
     kafka: str = field(default="127.0.0.1:9092", metadata={"help": "Kafka bootstrap servers HOST:PORT[,...]"})
-    topic: str = field(default="freshrec.events", metadata={"help": "topic of interaction events; rejects go to TOPIC.dlq"})
+    topic: str = field(
+        default="freshrec.events", metadata={"help": "topic of interaction events; rejects go to TOPIC.dlq"}
+    )
     kafka_config: str = field(default="", metadata={"help": "extra kafka-python settings key=value,... (SASL/SSL)"})
     kafka_config_file: str = field(default="", metadata={"help": "file of key=value lines merged into --kafka-config"})
     partitions: int = field(default=1, metadata={"help": "partitions to create the topic with if it is missing"})
-    redis_url: str = field(default="redis://127.0.0.1:6379/0", metadata={"help": "Redis URL (redis://user:pass@host:port/db, rediss:// for TLS)"})
+    redis_url: str = field(
+        default="redis://127.0.0.1:6379/0",
+        metadata={"help": "Redis URL (redis://user:pass@host:port/db, rediss:// for TLS)"},
+    )
     namespace: str = field(default="freshrec", metadata={"help": "Redis key prefix"})
     k: int = field(default=20, metadata={"help": "length of each user's list"})
     refresh_s: float = field(default=2.0, metadata={"help": "seconds between popular / similar-items refreshes"})
-    recovery_dir: str = field(default="", metadata={"help": "Bytewax recovery directory (created if missing); empty: no recovery"})
+    recovery_dir: str = field(
+        default="", metadata={"help": "Bytewax recovery directory (created if missing); empty: no recovery"}
+    )
     snapshot_interval_s: float = field(default=5.0, metadata={"help": "seconds between recovery snapshots"})
     backup_interval_s: float = field(default=0.0, metadata={"help": "seconds to keep superseded snapshots"})
     metrics_port: int = field(default=9464, metadata={"help": "Prometheus /metrics port (0: off)"})
     metrics_host: str = field(default="127.0.0.1", metadata={"help": "address the metrics endpoint binds to"})
     workers: int = field(default=1, metadata={"help": "Bytewax worker threads in this process"})
-    max_batch: int = field(default=4096, metadata={"help": "most events per poll, learned as one batch (a user in it is ranked once)"})
+    max_batch: int = field(
+        default=4096, metadata={"help": "most events per poll, learned as one batch (a user in it is ranked once)"}
+    )
     max_message_bytes: int = field(default=65536, metadata={"help": "larger messages are rejected (too_large)"})
     max_id_bytes: int = field(default=256, metadata={"help": "longest user/item id in bytes"})
 

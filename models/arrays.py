@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def grow(array: np.ndarray, min_rows: int, fill: float | int = 0) -> np.ndarray:
+def grow(array: np.ndarray, min_rows: int, fill: float = 0) -> np.ndarray:
     """Return ``array`` with at least ``min_rows`` rows, growing by 1.5x.
 
     New rows are filled with ``fill``. The input is returned unchanged when

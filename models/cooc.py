@@ -11,7 +11,7 @@ class _Row:
     Scoring reads ``idx[:n]`` and ``val[:n]`` directly, with no conversion.
     """
 
-    __slots__ = ("pos", "idx", "val", "n", "total")
+    __slots__ = ("idx", "n", "pos", "total", "val")
 
     def __init__(self) -> None:
         self.pos: dict[int, int] = {}
@@ -116,7 +116,9 @@ class CoOccurrence:
         r = self.rows[j]
         return r.idx[: r.n], r.val[: r.n] / r.total
 
-    def scores(self, recent: np.ndarray, exclude: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def scores(
+        self, recent: np.ndarray, exclude: tuple[np.ndarray, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Recency-weighted sums of the normalised rows of many users' recent items.
 
         ``recent`` is ``(users, window)``: item indexes, most recent last,

@@ -77,7 +77,9 @@ class ItemIndex:
         norms = np.sqrt(np.einsum("ij,ij->i", factors, factors)) if n else np.zeros(0)
         self._max_norm = float(norms.max() * self.headroom) if n else 1.0
         index = hnswlib.Index(space="l2", dim=self.dim + 1)
-        index.init_index(max_elements=max(int(n * 1.5), 1024), ef_construction=self.ef_construction, M=self.m, random_seed=self.seed)
+        index.init_index(
+            max_elements=max(int(n * 1.5), 1024), ef_construction=self.ef_construction, M=self.m, random_seed=self.seed
+        )
         index.set_ef(self.ef)
         index.set_num_threads(1)
         if n:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Any
 
 import numpy as np
 from river import optim, reco
@@ -62,13 +63,13 @@ class Factors:
         self._drawn_state = self._rng.bit_generator.state
         self.data[start:] = self._rng.normal(0.0, self.sigma, (self.data.shape[0] - start, self.data.shape[1]))
 
-    def __getstate__(self) -> dict[str, object]:
+    def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["data"] = self.data[: self.n].copy()
         state["capacity"] = self.data.shape[0]
         return state
 
-    def __setstate__(self, state: dict[str, object]) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         capacity = state.pop("capacity")
         used = state.pop("data")
         self.__dict__.update(state)
@@ -88,7 +89,7 @@ class WeightedLog(optim.losses.Log):
 
     def gradient(self, y_true: float, y_pred: float) -> float:  # type: ignore[override]
         if y_true > 0:
-            z = y_pred if y_pred < 30.0 else 30.0
+            z = min(30.0, y_pred)
             return -y_true / (math.exp(z) + 1.0)
         z = -y_pred if y_pred > -30.0 else 30.0
         return 1.0 / (math.exp(z) + 1.0)
@@ -142,7 +143,7 @@ class ImplicitMF:
         # spare rows are not pickled a second time.
         state = self.__dict__.copy()
         river = state["_river"] = copy.copy(self._river)
-        river.u_latents = river.i_latents = None
+        river.u_latents = river.i_latents = None  # type: ignore[assignment]
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:

@@ -54,8 +54,7 @@ class DecayedPopularity:
         if item >= self._n:
             self._scores = grow(self._scores, item + 1)
             self._n = item + 1
-        if t > self.now:
-            self.now = t
+        self.now = max(self.now, t)
         if not math.isinf(self.half_life):
             if self._t_ref is None:
                 self._t_ref = t
@@ -69,8 +68,7 @@ class DecayedPopularity:
             weight *= 2.0**exponent
         s = self._scores[item] + weight
         self._scores[item] = s
-        if s > self._peak:
-            self._peak = s
+        self._peak = max(self._peak, s)
 
     def scores(self, at: float | None = None) -> np.ndarray:
         """Decayed scores of all items at time ``at`` (default: newest event).

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -88,7 +88,7 @@ class _PartitionReader(StatefulSourcePartition[Message, int | None]):
             if high is not None and self._next is not None:
                 self._lag.set(max(high - self._next, 0))
         if not records:
-            self._awake = datetime.now(timezone.utc) + _IDLE
+            self._awake = datetime.now(UTC) + _IDLE
             return []
         self._awake = None
         self._next = records[-1].offset + 1
@@ -106,7 +106,9 @@ class _PartitionReader(StatefulSourcePartition[Message, int | None]):
         if conns == 0 and self._connected and self._outage_since is None:
             self._outage_since = now
             metrics.OUTAGE.labels("kafka").set(1)
-            log.error("Kafka at %s unreachable; the source reconnects and resumes at offset %s", self._brokers, self._next)
+            log.error(
+                "Kafka at %s unreachable; the source reconnects and resumes at offset %s", self._brokers, self._next
+            )
         elif conns > 0 and self._outage_since is not None:
             metrics.OUTAGE.labels("kafka").set(0)
             log.warning("Kafka at %s is back after %.1f s", self._brokers, now - self._outage_since)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pickle
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from bytewax.operators import StatefulBatchLogic
@@ -59,7 +59,7 @@ class ServeConfig:
     refresh_budget_s: float = 0.02
 
 
-class LearnLogic(StatefulBatchLogic[Event, Write, bytes]):
+class LearnLogic(StatefulBatchLogic[Event, Write, bytes | None]):
     """Learn a batch, emit one :class:`Write` per touched user; timers for the rest.
 
     The snapshot is the pickled model (bytes: an immutable deep copy), or
@@ -69,7 +69,9 @@ class LearnLogic(StatefulBatchLogic[Event, Write, bytes]):
     snapshotted.
     """
 
-    def __init__(self, model_config: ModelConfig, serve: ServeConfig, resume: bytes | None, snapshots: bool = True) -> None:
+    def __init__(
+        self, model_config: ModelConfig, serve: ServeConfig, resume: bytes | None, snapshots: bool = True
+    ) -> None:
         self.model: HybridRecommender = pickle.loads(resume) if resume is not None else HybridRecommender(model_config)
         self.serve = serve
         self._snapshots = snapshots
@@ -77,7 +79,7 @@ class LearnLogic(StatefulBatchLogic[Event, Write, bytes]):
         self._hits = np.zeros(_HIT_WINDOW, dtype=np.bool_)
         self._checks = 0
         self._changed: dict[int, None] = {}
-        self._next_refresh = datetime.now(timezone.utc) + timedelta(seconds=serve.refresh_s)
+        self._next_refresh = datetime.now(UTC) + timedelta(seconds=serve.refresh_s)
         _model_gauges(self.model)
 
     def on_batch(self, events: list[Event]) -> tuple[list[Write], bool]:
@@ -108,7 +110,14 @@ class LearnLogic(StatefulBatchLogic[Event, Write, bytes]):
             self._served[u] = -1
             self._served[u, : len(served)] = served
             newest = max(e.ts for e in evs)
-            writes.append(Write(user_key(ns, user), payload(ranked.items, ranked.scores, newest, now), "user", tuple(e.source_ts for e in evs)))
+            writes.append(
+                Write(
+                    user_key(ns, user),
+                    payload(ranked.items, ranked.scores, newest, now),
+                    "user",
+                    tuple(e.source_ts for e in evs),
+                )
+            )
 
         metrics.EVENTS.labels("applied", "").inc(len(events))
         metrics.BATCH_SIZE.observe(len(events))
@@ -123,7 +132,7 @@ class LearnLogic(StatefulBatchLogic[Event, Write, bytes]):
     def on_notify(self) -> tuple[list[Write], bool]:
         writes = self.refresh_lists()
         wait = _CATCH_UP_S if self._changed else self.serve.refresh_s
-        self._next_refresh = datetime.now(timezone.utc) + timedelta(seconds=wait)
+        self._next_refresh = datetime.now(UTC) + timedelta(seconds=wait)
         return writes, StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[Write], bool]:
@@ -147,11 +156,9 @@ class LearnLogic(StatefulBatchLogic[Event, Write, bytes]):
         writes = [Write(popular_key(s.namespace), payload(top.items, top.scores, now), "popular")]
         names = model.items.names
         pending = list(self._changed)
-        done = 0
-        for i, sim in zip(pending, model.iter_similar(np.array(pending), s.similar_k, _BLOCK)):
+        for done, (i, sim) in enumerate(zip(pending, model.iter_similar(np.array(pending), s.similar_k, _BLOCK)), 1):
             writes.append(Write(item_key(s.namespace, names[i]), payload(sim.items, sim.scores, now), "item"))
             del self._changed[i]
-            done += 1
             if done % _BLOCK == 0 and time.perf_counter() > deadline:
                 break  # a block's lists are computed together; stop between blocks
         return writes

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -30,7 +30,14 @@ def event_json(event: Event) -> bytes:
 
 
 class _Reader(StatefulSourcePartition[Message, int]):
-    def __init__(self, events: Iterator[Event | bytes], skip: int, batch: int, rate: float, gate: tuple[int, threading.Event] | None) -> None:
+    def __init__(
+        self,
+        events: Iterator[Event | bytes],
+        skip: int,
+        batch: int,
+        rate: float,
+        gate: tuple[int, threading.Event] | None,
+    ) -> None:
         self._events = events
         self._gate = gate
         self._pos = 0
@@ -47,13 +54,13 @@ class _Reader(StatefulSourcePartition[Message, int]):
         n = self._batch
         if self._gate is not None and not self._gate[1].is_set():
             if self._pos >= self._gate[0]:
-                self._awake = datetime.now(timezone.utc) + timedelta(milliseconds=20)
+                self._awake = datetime.now(UTC) + timedelta(milliseconds=20)
                 return []
             n = min(n, self._gate[0] - self._pos)
         if self._rate > 0:
             due = int((time.monotonic() - self._start) * self._rate) - self._sent
             if due <= 0:
-                self._awake = datetime.now(timezone.utc) + timedelta(seconds=min(n, 64) / self._rate)
+                self._awake = datetime.now(UTC) + timedelta(seconds=min(n, 64) / self._rate)
                 return []
             n = min(n, due)
         self._awake = None

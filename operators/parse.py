@@ -107,7 +107,9 @@ def parse(raw: bytes, source_ts: float, config: ParseConfig) -> Event | Rejected
     """
     if raw is None or len(raw) > config.max_message_bytes:
         size = 0 if raw is None else len(raw)
-        return Rejected("too_large", f"message is {size} bytes, limit {config.max_message_bytes}", raw or b"", source_ts)
+        return Rejected(
+            "too_large", f"message is {size} bytes, limit {config.max_message_bytes}", raw or b"", source_ts
+        )
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as ex:
@@ -139,5 +141,7 @@ def parse(raw: bytes, source_ts: float, config: ParseConfig) -> Event | Rejected
     if ts is None:
         ts = source_ts
     elif _bad_number(ts) or not 0 < ts < _TS_MAX:
-        return Rejected("bad_ts", f"ts must be seconds since the epoch before 2100, got {repr(ts)[:64]}", raw, source_ts)
+        return Rejected(
+            "bad_ts", f"ts must be seconds since the epoch before 2100, got {repr(ts)[:64]}", raw, source_ts
+        )
     return Event(user, item, kind, weight, float(ts), source_ts, value)

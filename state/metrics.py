@@ -17,7 +17,28 @@ EVENTS = Counter("freshrec_events", "Event messages by outcome", ["outcome", "re
 FRESHNESS = Histogram(
     "freshrec_freshness_seconds",
     "Event Kafka timestamp to its user's list written in Redis",
-    buckets=(0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+    buckets=(
+        0.001,
+        0.0025,
+        0.005,
+        0.0075,
+        0.01,
+        0.015,
+        0.02,
+        0.03,
+        0.05,
+        0.075,
+        0.1,
+        0.15,
+        0.25,
+        0.5,
+        1.0,
+        2.5,
+        5.0,
+        10.0,
+        30.0,
+        60.0,
+    ),
 )
 
 # Prequential checks: before an event is learned, was its item in the list

@@ -61,7 +61,9 @@ def connect(url: str, check: bool = True) -> redis.Redis:
         except redis.AuthenticationError as ex:
             raise RedisUnavailable(f"Redis at {redact(url)} refused the credentials: {ex}") from ex
         except redis.RedisError as ex:
-            raise RedisUnavailable(f"cannot reach Redis at {redact(url)}: {ex}; start Redis or pass --redis-url") from ex
+            raise RedisUnavailable(
+                f"cannot reach Redis at {redact(url)}: {ex}; start Redis or pass --redis-url"
+            ) from ex
     return client
 
 
@@ -71,7 +73,12 @@ def payload(items: Sequence[str], scores: Sequence[float], event_ts: float, upda
     >>> payload(["a"], [0.5], 10.0, updated=11.0)
     b'{"items":["a"],"scores":[0.5],"updated":11.0,"event_ts":10.0}'
     """
-    doc = {"items": list(items), "scores": list(scores), "updated": time.time() if updated is None else updated, "event_ts": event_ts}
+    doc = {
+        "items": list(items),
+        "scores": list(scores),
+        "updated": time.time() if updated is None else updated,
+        "event_ts": event_ts,
+    }
     return orjson.dumps(doc)
 
 
@@ -108,7 +115,9 @@ class RedisWriter:
                 if outage_start is None:
                     outage_start = time.monotonic()
                     metrics.OUTAGE.labels("redis").set(1)
-                    log.error("Redis at %s unreachable (%s); retrying with backoff, the flow waits", redact(self.url), ex)
+                    log.error(
+                        "Redis at %s unreachable (%s); retrying with backoff, the flow waits", redact(self.url), ex
+                    )
                 metrics.RETRIES.labels("redis").inc()
                 time.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
@@ -123,7 +132,9 @@ class RedisWriter:
         self.client.close()
 
 
-def read_recs(client: redis.Redis, user: str, namespace: str = "freshrec", k: int | None = None, exclude: Iterable[str] = ()) -> dict[str, Any]:
+def read_recs(
+    client: redis.Redis, user: str, namespace: str = "freshrec", k: int | None = None, exclude: Iterable[str] = ()
+) -> dict[str, Any]:
     """What an app reads for ``user``, in one round trip.
 
     One ``MGET`` of the user's key and the popular key: the user's list if

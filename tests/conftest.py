@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import Flow
 
 from bench import services as services_sh
+from support import Flow
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Test helpers: polling, ``freshrec run`` as a subprocess."""
+"""Test helpers: polling, the CLI and ``freshrec run`` as subprocesses."""
 
 from __future__ import annotations
 
@@ -10,13 +10,17 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from bench.services import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def wait_for(check: Callable[[], object], timeout: float = 20.0, every: float = 0.1) -> object:
+T = TypeVar("T")
+
+
+def wait_for(check: Callable[[], T], timeout: float = 20.0, every: float = 0.1) -> T:
     """Poll ``check`` until it returns something truthy; fail after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -28,15 +32,40 @@ def wait_for(check: Callable[[], object], timeout: float = 20.0, every: float = 
         time.sleep(every)
 
 
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``freshrec ARGS`` (the real CLI) to completion, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args],
+        check=False,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 class Flow:
     """``freshrec run`` as a subprocess (the real CLI), stopped at the end of the test."""
 
     def __init__(self, env: dict[str, str], args: list[str]) -> None:
         self.metrics_port = free_port()
-        self.log = tempfile.NamedTemporaryFile(prefix="freshrec-run-", suffix=".log", delete=False)
-        cmd = [sys.executable, "-m", "flows.cli", "run", "--metrics-port", str(self.metrics_port), "--refresh-s", "0.5", *args]
+        self.log = tempfile.NamedTemporaryFile(prefix="freshrec-run-", suffix=".log", delete=False)  # noqa: SIM115 (kept for output())
+        cmd = [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "run",
+            "--metrics-port",
+            str(self.metrics_port),
+            "--refresh-s",
+            "0.5",
+            *args,
+        ]
         self.cmd = " ".join(shlex.quote(c) for c in cmd)
-        self.proc = subprocess.Popen(cmd, env={**os.environ, **env}, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            cmd, env={**os.environ, **env}, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT
+        )
 
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
         """Sum of the samples of ``name`` matching ``labels`` on the /metrics endpoint."""

@@ -29,7 +29,11 @@ def test_kafka_config_file_and_flag(tmp_path) -> None:
     f = tmp_path / "kafka.properties"
     f.write_text("# SASL\nsecurity_protocol=SASL_SSL\nsasl_mechanism=PLAIN\n")
     s = Settings(kafka_config_file=str(f), kafka_config="sasl_mechanism=SCRAM-SHA-256,request_timeout_ms=5000")
-    assert s.kafka_extra() == {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-256", "request_timeout_ms": 5000}
+    assert s.kafka_extra() == {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-256",
+        "request_timeout_ms": 5000,
+    }
 
 
 def test_key_layout_and_payload() -> None:

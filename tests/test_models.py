@@ -170,5 +170,8 @@ def test_hnsw_recalls_exact_top20() -> None:
 def test_candidate_mode_matches_exact_mode_closely() -> None:
     exact = trained(ModelConfig(seed=3))
     approx = trained(ModelConfig(seed=3, exact_max_items=10, candidates=100))
-    overlap = [len(set(exact.recommend(f"u{u}", 10).items) & set(approx.recommend(f"u{u}", 10).items)) / 10 for u in range(0, 200, 10)]
+    overlap = [
+        len(set(exact.recommend(f"u{u}", 10).items) & set(approx.recommend(f"u{u}", 10).items)) / 10
+        for u in range(0, 200, 10)
+    ]
     assert np.mean(overlap) >= 0.8

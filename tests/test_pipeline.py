@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import orjson
 from kafka import KafkaConsumer
 
-from support import ROOT, wait_for
-
 from bench.services import free_port
 from state.redis_store import read_recs
+from support import cli, wait_for
 
 
 def send(producer, topic: str, docs: list) -> None:
@@ -65,7 +60,9 @@ def test_list_changes_after_new_events(start_flow, producer, redis_client, names
     before = orjson.loads(redis_client.get(key))
     taken = before["items"][:3]
     send(producer, names["topic"], [{"user": "user0", "item": item, "type": "purchase"} for item in taken])
-    after = wait_for(lambda: (d := orjson.loads(redis_client.get(key)))["event_ts"] > before["event_ts"] and d, timeout=20)
+    after = wait_for(
+        lambda: (d := orjson.loads(redis_client.get(key)))["event_ts"] > before["event_ts"] and d, timeout=20
+    )
     assert not set(taken) & set(after["items"]), "items the user just interacted with must leave the list"
     assert after["items"] != before["items"]
 
@@ -89,11 +86,14 @@ def test_invalid_messages_go_to_the_dead_letter_topic(start_flow, producer, serv
     send(producer, names["topic"], mixed)
     wait_for(lambda: flow.metric("freshrec_events_total") == len(mixed), timeout=30)
     assert flow.metric("freshrec_events_total", {"outcome": "applied"}) == len(good)
-    for raw, reason in bad.items():
+    for reason in bad.values():
         assert flow.metric("freshrec_events_total", {"outcome": "rejected", "reason": reason}) == 1, reason
 
     consumer = KafkaConsumer(
-        names["topic"] + ".dlq", bootstrap_servers=services["FRESHREC_KAFKA"], auto_offset_reset="earliest", consumer_timeout_ms=5000
+        names["topic"] + ".dlq",
+        bootstrap_servers=services["FRESHREC_KAFKA"],
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
     )
     got = {}
     for msg in consumer:
@@ -106,33 +106,26 @@ def test_invalid_messages_go_to_the_dead_letter_topic(start_flow, producer, serv
     assert got == bad
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args],
-        cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout,
-    )
-
-
 def test_recs_for_unknown_user_is_the_popular_list(start_flow, producer, redis_client, services, names) -> None:
     start_flow()
     send(producer, names["topic"], history())
     ns = names["namespace"]
     wait_for(lambda: redis_client.get(f"{ns}:popular"), timeout=30)
-    out = run_cli("recs", "never-seen", "--k", "5", "--namespace", ns, env=services)
+    out = cli("recs", "never-seen", "--k", "5", "--namespace", ns, env=services)
     assert out.returncode == 0, out.stderr
     doc = orjson.loads(out.stdout)
     assert doc["source"] == "popular" and 0 < len(doc["items"]) <= 5
     assert doc["items"] == read_recs(redis_client, "never-seen", ns, k=5)["items"]
-    known = orjson.loads(run_cli("recs", "user1", "--namespace", ns, env=services).stdout)
+    known = orjson.loads(cli("recs", "user1", "--namespace", ns, env=services).stdout)
     assert known["source"] == "user"
 
 
 def test_unreachable_services_fail_in_one_line(services) -> None:
     port = free_port()
-    out = run_cli("run", "--redis-url", f"redis://127.0.0.1:{port}/0", "--metrics-port", "0", env=services)
+    out = cli("run", "--redis-url", f"redis://127.0.0.1:{port}/0", "--metrics-port", "0", env=services)
     assert out.returncode != 0
     assert out.stderr.strip().count("\n") == 0 and f"127.0.0.1:{port}" in out.stderr, out.stderr
-    out = run_cli("run", "--kafka", f"127.0.0.1:{port}", "--metrics-port", "0", env=services)
+    out = cli("run", "--kafka", f"127.0.0.1:{port}", "--metrics-port", "0", env=services)
     assert out.returncode != 0
     assert out.stderr.strip().count("\n") == 0 and f"127.0.0.1:{port}" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr

@@ -49,7 +49,7 @@ class Steady(threading.Thread):
                 self.sent = n + 1
             producer.flush(timeout=120)
             producer.close()
-        except BaseException as ex:  # surfaced by finish()
+        except BaseException as ex:  # noqa: BLE001 (surfaced by finish())
             self.error = ex
 
     def finish(self) -> None:

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 
 import orjson
 from kafka import KafkaConsumer
 
 from bench.synthetic import SyntheticConfig, synthetic_events
-from support import ROOT
-
-
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=ROOT, env={**os.environ, **(env or {})},
-                          capture_output=True, text=True, timeout=timeout)
+from support import cli
 
 
 def test_synthetic_stream_is_deterministic_and_drifts() -> None:
@@ -24,10 +16,12 @@ def test_synthetic_stream_is_deterministic_and_drifts() -> None:
     a, b = list(synthetic_events(cfg)), list(synthetic_events(cfg))
     assert a == b and len(a) == 4000
     assert a != list(synthetic_events(SyntheticConfig(users=50, items=200, topics=5, events=4000, seed=12)))
+
     # taste drift: a user's most frequent topic differs between the halves
     def main_topic(evs, user):
         topics = [int(e.item[1:]) % 5 for e in evs if e.user == user]
         return max(set(topics), key=topics.count) if topics else None
+
     users = {e.user for e in a}
     changed = sum(main_topic(a[:2000], u) != main_topic(a[2000:], u) for u in users)
     assert changed > len(users) / 2
@@ -35,7 +29,9 @@ def test_synthetic_stream_is_deterministic_and_drifts() -> None:
 
 def test_replay_bad_file_names_the_line(tmp_path, services) -> None:
     f = tmp_path / "events.jsonl"
-    f.write_text('{"user": "a", "item": "b", "ts": 1700000000}\n{"user": "a", "item": "b", "ts": 1700000001}\n{"user": "a"}\n')
+    f.write_text(
+        '{"user": "a", "item": "b", "ts": 1700000000}\n{"user": "a", "item": "b", "ts": 1700000001}\n{"user": "a"}\n'
+    )
     out = cli("replay", str(f), "--kafka", services["FRESHREC_KAFKA"], "--topic", "replay.bad", "--rate", "0")
     assert out.returncode == 2 and f"{f}:3:" in out.stderr and "item" in out.stderr, out.stderr
     out = cli("replay", str(tmp_path / "missing.csv"), "--kafka", services["FRESHREC_KAFKA"])
@@ -44,14 +40,30 @@ def test_replay_bad_file_names_the_line(tmp_path, services) -> None:
 
 def test_replay_holds_the_rate(services, names) -> None:
     t0 = time.monotonic()
-    out = cli("replay", "--synthetic", "--kafka", services["FRESHREC_KAFKA"], "--topic", names["topic"], "--rate", "1000", "--limit", "10000")
+    out = cli(
+        "replay",
+        "--synthetic",
+        "--kafka",
+        services["FRESHREC_KAFKA"],
+        "--topic",
+        names["topic"],
+        "--rate",
+        "1000",
+        "--limit",
+        "10000",
+    )
     elapsed = time.monotonic() - t0
     assert out.returncode == 0, out.stderr
     assert "sent 10,000 events" in out.stdout
     achieved = float(out.stdout.split("s: ")[1].split(" events/s")[0].replace(",", ""))
     assert abs(achieved - 1000) / 1000 <= 0.10, out.stdout
     assert elapsed >= 9.0
-    consumer = KafkaConsumer(names["topic"], bootstrap_servers=services["FRESHREC_KAFKA"], auto_offset_reset="earliest", consumer_timeout_ms=5000)
+    consumer = KafkaConsumer(
+        names["topic"],
+        bootstrap_servers=services["FRESHREC_KAFKA"],
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+    )
     msgs = []
     for m in consumer:
         msgs.append(m)
