@@ -72,7 +72,7 @@ class LearnLogic(StatefulBatchLogic[Event, Write, bytes | None]):
     def __init__(
         self, model_config: ModelConfig, serve: ServeConfig, resume: bytes | None, snapshots: bool = True
     ) -> None:
-        self.model: HybridRecommender = pickle.loads(resume) if resume is not None else HybridRecommender(model_config)
+        self.model = _restore(resume) if resume is not None else HybridRecommender(model_config)
         self.serve = serve
         self._snapshots = snapshots
         self._served = np.full((0, HIT_K), -1, dtype=np.int32)
@@ -173,6 +173,20 @@ class LearnLogic(StatefulBatchLogic[Event, Write, bytes | None]):
         if not self._snapshots:
             return None
         return pickle.dumps(self.model, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _restore(snapshot: bytes) -> HybridRecommender:
+    try:
+        model = pickle.loads(snapshot)
+    except Exception as ex:  # any failure means the same to the operator
+        raise RuntimeError(
+            f"cannot restore the model from the recovery snapshot ({type(ex).__name__}: {ex}); it was probably "
+            "written by another freshrec version. Move the --recovery-dir away to start afresh: the flow then "
+            "reads the topic from the beginning."
+        ) from ex
+    if not isinstance(model, HybridRecommender):
+        raise TypeError(f"the recovery snapshot holds a {type(model).__name__}, not a freshrec model")
+    return model
 
 
 def _model_gauges(model: HybridRecommender) -> None:

@@ -175,3 +175,17 @@ def test_candidate_mode_matches_exact_mode_closely() -> None:
         for u in range(0, 200, 10)
     ]
     assert np.mean(overlap) >= 0.8
+
+
+def test_snapshot_restores_and_a_foreign_one_says_what_to_do() -> None:
+    from operators.learn import LearnLogic, ServeConfig
+
+    logic = LearnLogic(ModelConfig(seed=3), ServeConfig(), None)
+    logic.on_batch(stream(200))
+    snapshot = logic.snapshot()
+    assert snapshot is not None
+    assert LearnLogic(ModelConfig(), ServeConfig(), snapshot).model.n_events == 200
+    with pytest.raises(RuntimeError, match="Move the --recovery-dir away"):
+        LearnLogic(ModelConfig(), ServeConfig(), b"not a pickle")
+    with pytest.raises(TypeError, match="not a freshrec model"):
+        LearnLogic(ModelConfig(), ServeConfig(), pickle.dumps({"a": 1}))
