@@ -49,7 +49,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from flows.recommend import build_flow
     from operators.kafka_io import ServiceError, ensure_topics
     from state import metrics
-    from state.recovery import prepare_recovery_dir
+    from state.recovery import RecoveryError, prepare_recovery_dir
     from state.redis_store import RedisUnavailable, connect
 
     s = Settings.from_args(args)
@@ -95,6 +95,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             epoch_interval=timedelta(seconds=s.snapshot_interval_s),
             recovery_config=recovery,
         )
+    except RecoveryError as ex:
+        return _fail(f"{ex} ({s.recovery_dir})")
     except (KeyboardInterrupt, BytewaxRuntimeError):
         if not stop_requested:
             raise

@@ -20,6 +20,7 @@ from models.event import Event
 from operators.serve import Write
 from state import metrics
 from state.keys import item_key, popular_key, user_key
+from state.recovery import RecoveryError
 from state.redis_store import payload
 
 HIT_K = 10  # the live metric is hit-rate@10
@@ -179,13 +180,13 @@ def _restore(snapshot: bytes) -> HybridRecommender:
     try:
         model = pickle.loads(snapshot)
     except Exception as ex:  # any failure means the same to the operator
-        raise RuntimeError(
+        raise RecoveryError(
             f"cannot restore the model from the recovery snapshot ({type(ex).__name__}: {ex}); it was probably "
             "written by another freshrec version. Move the --recovery-dir away to start afresh: the flow then "
             "reads the topic from the beginning."
         ) from ex
     if not isinstance(model, HybridRecommender):
-        raise TypeError(f"the recovery snapshot holds a {type(model).__name__}, not a freshrec model")
+        raise RecoveryError(f"the recovery snapshot holds a {type(model).__name__}, not a freshrec model")
     return model
 
 

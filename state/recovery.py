@@ -8,6 +8,10 @@ from pathlib import Path
 from bytewax.recovery import init_db_dir
 
 
+class RecoveryError(RuntimeError):
+    """The recovery directory holds a state this version cannot resume from; the message says what to do."""
+
+
 def prepare_recovery_dir(path: Path, partitions: int) -> None:
     """Create and initialise ``path`` if it holds no recovery partitions yet.
 

@@ -179,13 +179,14 @@ def test_candidate_mode_matches_exact_mode_closely() -> None:
 
 def test_snapshot_restores_and_a_foreign_one_says_what_to_do() -> None:
     from operators.learn import LearnLogic, ServeConfig
+    from state.recovery import RecoveryError
 
     logic = LearnLogic(ModelConfig(seed=3), ServeConfig(), None)
     logic.on_batch(stream(200))
     snapshot = logic.snapshot()
     assert snapshot is not None
     assert LearnLogic(ModelConfig(), ServeConfig(), snapshot).model.n_events == 200
-    with pytest.raises(RuntimeError, match="Move the --recovery-dir away"):
+    with pytest.raises(RecoveryError, match="Move the --recovery-dir away"):
         LearnLogic(ModelConfig(), ServeConfig(), b"not a pickle")
-    with pytest.raises(TypeError, match="not a freshrec model"):
+    with pytest.raises(RecoveryError, match="not a freshrec model"):
         LearnLogic(ModelConfig(), ServeConfig(), pickle.dumps({"a": 1}))
