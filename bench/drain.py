@@ -17,8 +17,8 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from bench.measure import drain, start_flow
 from bench.services import ROOT
-from bench.system import drain, start_flow
 
 
 def drain_rate(tree: Path, kafka: str, redis_url: str, topic: str, events: int, extra: list[str]) -> float:

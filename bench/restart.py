@@ -35,8 +35,8 @@ import orjson
 import redis
 from kafka import KafkaProducer
 
+from bench.measure import Process, drain, start_flow
 from bench.memory import one_event_per_user
-from bench.system import Process, drain, start_flow
 from models.event import Event
 from operators.kafka_io import ensure_topics
 from operators.local_io import event_json

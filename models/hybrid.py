@@ -380,8 +380,7 @@ class HybridRecommender:
             row = score[0]
             row[co_item] += co_val
             row[ex_item] = -math.inf
-            top = _top(row, k)
-            top = top[np.isfinite(row[top])]
+            top = _top_finite(row, k)
             return [(top, row[top].astype(np.float64) * unit + half)]
         score[co_user, co_item] += co_val  # a repeated pair carries the same value: exact
         score[ex_user, ex_item] = -math.inf
@@ -409,8 +408,7 @@ class HybridRecommender:
         row = self._base_scores(np.array([u]), self.mf.item_factors[cand], self.pop.raw()[cand])[0]
         row[np.searchsorted(cand, co_item)] += co_val
         row[np.isin(cand, ex_item)] = -math.inf
-        top = _top(row, k)
-        top = top[np.isfinite(row[top])]
+        top = _top_finite(row, k)
         half, unit = self._unit()
         return cand[top], row[top] * unit + half
 
@@ -418,6 +416,12 @@ class HybridRecommender:
         names = self.items.names
         indexes = idx.tolist()
         return Ranked([names[j] for j in indexes], np.asarray(scores, dtype=np.float64).round(6).tolist(), indexes)
+
+
+def _top_finite(score: np.ndarray, k: int) -> np.ndarray:
+    """:func:`_top` without the excluded (-inf) items."""
+    top = _top(score, k)
+    return top[np.isfinite(score[top])]
 
 
 def _top(score: np.ndarray, k: int) -> np.ndarray:
