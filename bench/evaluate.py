@@ -18,9 +18,10 @@ import numpy as np
 import orjson
 
 from bench.baselines import BatchALS, Popularity
-from bench.datasets import read_events
-from models import HybridRecommender, ModelConfig
+from models import ModelConfig, Recommender
 from models.event import Event
+from models.ids import item_key
+from operators.datasets import read_events
 
 K_MAX = 20
 
@@ -29,13 +30,11 @@ class _Freshrec:
     """The live model behind the evaluation interface."""
 
     def __init__(self, config: ModelConfig) -> None:
-        self.model = HybridRecommender(config)
+        self.model = Recommender(config)
 
     def top(self, user: str, k: int) -> np.ndarray:
-        u = self.model.users.get(user)
-        if u is None:
-            return self.model.pop.top(k)
-        return self.model.recommend_indexes(u, k)
+        """Item keys of the user's list (the popular list for an unknown user)."""
+        return np.array(self.model.recommend(user, k).keys, dtype=np.int64)
 
     def learn(self, event: Event) -> None:
         self.model.learn(event)
@@ -74,8 +73,7 @@ def evaluate(
         t0 = time.perf_counter()
         top = fresh.top(ev.user, K_MAX)
         t1 = time.perf_counter()
-        target = fresh.model.items.get(ev.item)
-        _score("freshrec", t, top, -1 if target is None else target, k, hits_k, hits_20, rr, shown)
+        _score("freshrec", t, top, item_key(ev.item), k, hits_k, hits_20, rr, shown)
         t2 = time.perf_counter()
         fresh.learn(ev)
         spent["freshrec"] += (t1 - t0) + (time.perf_counter() - t2)

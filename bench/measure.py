@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from bench.services import ROOT, free_port
+from state.keys import user_key
 from state.metrics import scrape, total
 
 USERS = 100_000  # of freshrec replay --synthetic
@@ -199,7 +200,7 @@ def _reader(url: str, namespace: str, rate: float, seconds: float, out: multipro
 
     client = redis.Redis.from_url(url)
     rng = random.Random(7)
-    keys = [f"{namespace}:u:u{rng.randrange(USERS)}" for _ in range(4096)]
+    keys = [user_key(namespace, f"u{rng.randrange(USERS)}") for _ in range(4096)]
     lat = []
     get = client.get
     t0 = time.monotonic()

@@ -11,16 +11,16 @@ import itertools
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from bench.datasets import iter_events
-from bench.synthetic import SyntheticConfig, synthetic_events
-from flows.settings import Settings
 from models.event import Event
+from operators.datasets import iter_events
 from operators.kafka_io import ServiceError, ensure_topics
 from operators.local_io import event_json
+from operators.synthetic import SyntheticConfig, synthetic_events
 
 
 def _source(path: str | None, fmt: str, synthetic: bool, loop: bool, seed: int) -> Iterator[Event]:
@@ -37,7 +37,17 @@ def _source(path: str | None, fmt: str, synthetic: bool, loop: bool, seed: int) 
 
 
 def run_replay(
-    s: Settings, path: str | None, fmt: str, synthetic: bool, rate: float, limit: int, loop: bool, seed: int
+    kafka: str,
+    topic: str,
+    extra: dict[str, Any],
+    partitions: int,
+    path: str | None,
+    fmt: str,
+    synthetic: bool,
+    rate: float,
+    limit: int,
+    loop: bool,
+    seed: int,
 ) -> int:
     events = _source(path, fmt, synthetic, loop, seed)
     first = next(events, None)  # a bad file fails here, before Kafka is touched
@@ -45,13 +55,13 @@ def run_replay(
         print("replay: nothing to send")
         return 0
     events = itertools.chain([first], events)
-    ensure_topics(s.kafka, {s.topic: s.partitions, s.dlq_topic: s.partitions}, s.kafka_extra())
+    ensure_topics(kafka, {topic: partitions, f"{topic}.dlq": partitions}, extra)
     try:
         producer = KafkaProducer(
-            bootstrap_servers=s.kafka.split(","), bootstrap_timeout_ms=5000, linger_ms=5, acks=1, **s.kafka_extra()
+            bootstrap_servers=kafka.split(","), bootstrap_timeout_ms=5000, linger_ms=5, acks=1, **extra
         )
     except KafkaError as ex:
-        raise ServiceError(f"cannot reach Kafka at {s.kafka}: {ex}") from ex
+        raise ServiceError(f"cannot reach Kafka at {kafka}: {ex}") from ex
     if limit:
         events = itertools.islice(events, limit)
     errors = 0
@@ -72,7 +82,7 @@ def run_replay(
                     time.sleep(ahead)
             now = time.time()
             doc = Event(ev.user, ev.item, ev.kind, ev.weight, now, now, ev.value)
-            producer.send(s.topic, key=ev.user.encode(), value=event_json(doc)).add_errback(failed)
+            producer.send(topic, key=ev.user.encode(), value=event_json(doc)).add_errback(failed)
             sent += 1
             mono = time.monotonic()
             if mono - last_report >= 1.0:
@@ -90,6 +100,6 @@ def run_replay(
         sys.stderr.write("\n")
     target = f"{rate:,.0f}/s" if rate > 0 else "max"
     print(
-        f"replay: sent {sent:,} events to {s.topic} on {s.kafka} in {elapsed:.1f} s: {sent / max(elapsed, 1e-9):,.0f} events/s (target {target}), {errors} errors"
+        f"replay: sent {sent:,} events to {topic} on {kafka} in {elapsed:.1f} s: {sent / max(elapsed, 1e-9):,.0f} events/s (target {target}), {errors} errors"
     )
     return 1 if errors else 0

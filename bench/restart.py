@@ -2,10 +2,11 @@
 
 ``freshrec bench`` runs it as a stage; alone::
 
-    python -m bench.restart --kafka HOST:PORT --redis-url URL --users 1000000
+    python -m bench.restart --kafka HOST:PORT --redis-url URL --users 1000000 [--events-per-user 3]
 
-It produces one event per user (``bench.memory.one_event_per_user``: N
-users over 10,000 items) to a fresh topic, runs ``freshrec run
+It produces a synthetic stream of N users over 10,000 items
+(``--events-per-user`` on average, Zipf activity, so users have histories
+and co-occurrence fills) to a fresh topic, runs ``freshrec run
 --recovery-dir`` until every event is applied and a snapshot has covered
 them, stops it with SIGTERM, produces one probe event, and starts the flow
 again on the same recovery directory. Figures (the last line is JSON):
@@ -14,7 +15,7 @@ again on the same recovery directory. Figures (the last line is JSON):
 - ``stop_s``: SIGTERM to exit; ``recovery_mb``: the recovery directory;
 - ``metrics_up_s``: launch of the second run to its metrics answering;
 - ``restart_s``: launch to the probe user's list in Redis, with
-  ``freshrec_model_events`` at N + 1 (the whole state back, the probe learned);
+  ``freshrec_model_events`` one past the events produced (the whole state back, the probe learned);
 - ``reapplied``: events the second run applied besides the probe (0 when
   the last snapshot covered everything).
 
@@ -36,10 +37,11 @@ import redis
 from kafka import KafkaProducer
 
 from bench.measure import Process, drain, start_flow
-from bench.memory import one_event_per_user
+from operators.synthetic import SyntheticConfig, synthetic_events
 from models.event import Event
 from operators.kafka_io import ensure_topics
 from operators.local_io import event_json
+from state.keys import user_key
 from state.metrics import total
 
 SNAPSHOT_S = 5.0  # freshrec run's default --snapshot-interval-s
@@ -67,7 +69,7 @@ def _drop_namespace(url: str, namespace: str) -> None:
     client.close()
 
 
-def measure(kafka: str, redis_url: str, users: int, workdir: Path) -> dict[str, float]:
+def measure(kafka: str, redis_url: str, users: int, per_user: int, workdir: Path) -> dict[str, float]:
     tag = uuid.uuid4().hex[:8]
     topic, ns = f"restart.{tag}", f"restart{tag}"
     recovery = workdir / f"recovery-{tag}"
@@ -78,11 +80,13 @@ def measure(kafka: str, redis_url: str, users: int, workdir: Path) -> dict[str, 
         return start_flow(kafka, topic, redis_url, ns, workdir, name, *extra)
 
     try:
-        _say(f"producing one event for each of {users:,} users")
-        _produce(kafka, topic, one_event_per_user(0, users))
+        n_events = users * per_user
+        _say(f"producing {n_events:,} events of {users:,} users")
+        stream = SyntheticConfig(users=users, items=10_000, topics=50, events=n_events, seed=3)
+        _produce(kafka, topic, synthetic_events(stream))
         first = flow(f"restart-{tag}-1")
         try:
-            drain_eps, _ = drain(first, users, timeout=1800)
+            drain_eps, _ = drain(first, n_events, timeout=3600)
             _say(f"drained at {drain_eps:,.0f} events/s with recovery on; waiting for a snapshot to cover it")
             time.sleep(2 * SNAPSHOT_S + 1)
         finally:
@@ -96,10 +100,10 @@ def measure(kafka: str, redis_url: str, users: int, workdir: Path) -> dict[str, 
         second = flow(f"restart-{tag}-2")
         try:
             metrics_up_s = time.monotonic() - launched
-            key = f"{ns}:u:{probe.user}"
+            key = user_key(ns, probe.user)
             while True:
                 samples = second.samples()
-                if client.exists(key) and total(samples, "freshrec_model_events") >= users + 1:
+                if client.exists(key) and total(samples, "freshrec_model_events") >= n_events + 1:
                     break
                 if second.proc.poll() is not None or time.monotonic() - launched > 600:
                     raise RuntimeError(f"the restarted flow did not serve the probe; see {second.log.name}")
@@ -113,6 +117,7 @@ def measure(kafka: str, redis_url: str, users: int, workdir: Path) -> dict[str, 
         client.close()
     return {
         "users": users,
+        "events": n_events,
         "drain_eps": round(drain_eps),
         "stop_s": round(stop_s, 2),
         "recovery_mb": round(recovery_mb, 1),
@@ -131,9 +136,10 @@ def main() -> None:
     ap.add_argument("--kafka", required=True)
     ap.add_argument("--redis-url", required=True)
     ap.add_argument("--users", type=int, default=1_000_000)
+    ap.add_argument("--events-per-user", type=int, default=3)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="freshrec-restart-") as tmp:
-        row = measure(args.kafka, args.redis_url, args.users, Path(tmp))
+        row = measure(args.kafka, args.redis_url, args.users, args.events_per_user, Path(tmp))
     print(
         f"{row['users']:,} users: restart to serving {row['restart_s']} s (metrics up {row['metrics_up_s']} s), "
         f"stop {row['stop_s']} s, recovery dir {row['recovery_mb']} MB, re-applied {row['reapplied']}, "

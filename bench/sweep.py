@@ -21,21 +21,19 @@ from dataclasses import fields, replace
 
 import numpy as np
 
-from bench.datasets import read_events
-from bench.synthetic import SyntheticConfig, synthetic_events
-from models import HybridRecommender, ModelConfig
+from models import ModelConfig, Recommender
+from models.ids import item_key
+from operators.datasets import read_events
+from operators.synthetic import SyntheticConfig, synthetic_events
 
 
 def hr_at(events, config: ModelConfig, k: int = 10) -> tuple[float, float, float]:
     """(HR@k, HR@k over the second half, events/s) of the model on ``events``."""
-    m = HybridRecommender(config)
+    m = Recommender(config)
     hits = np.zeros(len(events), dtype=np.bool_)
     t0 = time.perf_counter()
     for t, e in enumerate(events):
-        u = m.users.get(e.user)
-        top = m.pop.top(k) if u is None else m.recommend_indexes(u, k)
-        i = m.items.get(e.item)
-        hits[t] = i is not None and i in top
+        hits[t] = item_key(e.item) in m.recommend(e.user, k).keys
         m.learn(e)
     eps = len(events) / (time.perf_counter() - t0)
     return float(hits.mean()), float(hits[len(events) // 2 :].mean()), eps

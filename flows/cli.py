@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
-import os
 import signal
+import subprocess
 import sys
 from datetime import timedelta
-from pathlib import Path
-
-# Before numpy loads: the flow's matrix products are small (64 users x 10k
-# items), and a second OpenBLAS thread would only wait for the core that
-# Kafka and Redis need (drain +2.5% with one thread; bench/RESULTS.md).
-# Child processes (bench, replay) inherit it.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import orjson
 
@@ -25,6 +17,8 @@ EXAMPLES = {
     "demo": "freshrec demo                      # synthetic stream, embedded Redis\n"
     "  freshrec demo --data ratings.csv   # a MovieLens / CSV / JSONL log",
     "run": "freshrec run --kafka 127.0.0.1:9092 --redis-url redis://127.0.0.1:6379/0 --recovery-dir /var/lib/freshrec\n"
+    "  freshrec run --processes 2 --partitions 2          # two processes on this machine\n"
+    "  freshrec run --process-id 0 --addresses 'a:2101;b:2101;c:2101'   # on machine a (1 on b, 2 on c)\n"
     "  FRESHREC_KAFKA=broker:9092 freshrec run --kafka-config security_protocol=SASL_SSL,sasl_mechanism=PLAIN",
     "recs": "freshrec recs 42 --k 10 --redis-url redis://127.0.0.1:6379/0",
     "eval": "freshrec eval --data ../shared/data/ml-latest-small/ratings.csv --json",
@@ -46,32 +40,40 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bytewax.recovery import RecoveryConfig
     from bytewax.run import cli_main
 
+    from flows.cluster import Topology, prepare
     from flows.recommend import build_flow
-    from operators.kafka_io import ServiceError, ensure_topics
-    from state import metrics
-    from state.recovery import RecoveryError, prepare_recovery_dir
-    from state.redis_store import RedisUnavailable, connect
+    from operators.kafka_io import ServiceError
+    from state.recovery import RecoveryError
+    from state.redis_store import RedisUnavailable
 
-    s = Settings.from_args(args)
     try:
-        connect(s.redis_url).close()
-        ensure_topics(s.kafka, {s.topic: s.partitions, s.dlq_topic: s.partitions}, s.kafka_extra())
-        recovery = None
-        if s.recovery_dir:
-            prepare_recovery_dir(Path(s.recovery_dir), s.workers)
-            recovery = RecoveryConfig(s.recovery_dir, backup_interval=timedelta(seconds=s.backup_interval_s))
-        if s.metrics_port:
-            metrics.serve(s.metrics_port, s.metrics_host)
+        s = Settings.from_args(args)
+        s.model_config(), s.parse_config()  # a bad setting fails here, in one line
+        if s.processes > 1:
+            if s.addresses or s.process_id >= 0:
+                raise ValueError(
+                    f"--processes {s.processes} starts a cluster on this machine; across machines run one "
+                    "`freshrec run --process-id I --addresses 'HOST:PORT;...'` per machine instead"
+                )
+            return _run_local_cluster(s)
+        topology = Topology.of(s)
+        prepare(s, topology)
     except (ServiceError, RedisUnavailable, OSError, ValueError) as ex:
         return _fail(str(ex))
+    recovery = None
+    if s.recovery_dir:
+        recovery = RecoveryConfig(s.recovery_dir, backup_interval=timedelta(seconds=s.backup_interval_s))
     log = logging.getLogger(__name__)
     log.info(
-        "freshrec run: %s topic %s -> Redis namespace %s; metrics on %s:%s",
+        "freshrec run: process %d of %d, %d worker(s); %s topic %s -> Redis namespace %s; metrics on %s:%s",
+        topology.process,
+        topology.processes,
+        topology.workers_per_process,
         s.kafka,
         s.topic,
         s.namespace,
         s.metrics_host,
-        s.metrics_port,
+        s.metrics_port + topology.process if s.metrics_port else 0,
     )
     # SIGTERM stops like Ctrl-C: the interrupt unwinds Bytewax, which closes
     # sources and sinks. It may surface wrapped in a BytewaxRuntimeError
@@ -84,14 +86,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    # The model is millions of small objects (per-user rings, co-occurrence
-    # rows) and makes no reference cycles; collecting young objects every
-    # 100,000 allocations instead of 700 gave the drain 3% (bench/RESULTS.md).
-    gc.set_threshold(100_000, 50, 100)
     try:
         cli_main(
-            build_flow(s),
+            build_flow(s, topology),
             workers_per_process=s.workers,
+            process_id=topology.process if topology.addresses else None,
+            addresses=list(topology.addresses) or None,
             epoch_interval=timedelta(seconds=s.snapshot_interval_s),
             recovery_config=recovery,
         )
@@ -104,14 +104,48 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_local_cluster(s: Settings) -> int:
+    """``--processes N``: N processes of one cluster on 127.0.0.1, supervised; a signal stops them all."""
+    addresses = ";".join(f"127.0.0.1:{s.cluster_port + i}" for i in range(s.processes))
+    argv = [a for a in sys.argv[1:]]
+    base = [sys.executable, "-m", "flows.cli", *_without(argv, "--processes"), "--processes", "1"]
+    children = [subprocess.Popen([*base, "--process-id", str(i), "--addresses", addresses]) for i in range(s.processes)]
+    log = logging.getLogger(__name__)
+    log.info("freshrec run: %d processes on %s", s.processes, addresses)
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [child.wait() for child in children]
+    failed = [c for c in codes if c != 0]
+    return failed[0] if failed else 0
+
+
+def _without(argv: list[str], flag: str) -> list[str]:
+    """``argv`` without ``flag`` and its value (``--flag V`` or ``--flag=V``)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == flag:
+            skip = True
+        elif not a.startswith(flag + "="):
+            out.append(a)
+    return out
+
+
 def cmd_recs(args: argparse.Namespace) -> int:
     """Print what an app reads for a user (the popular list for an unknown user)."""
     from state.redis_store import RedisUnavailable, connect, read_recs
 
-    s = Settings.from_args(args)
     try:
+        s = Settings.from_args(args)
         client = connect(s.redis_url)
-    except RedisUnavailable as ex:
+    except (RedisUnavailable, ValueError) as ex:
         return _fail(str(ex))
     exclude = [x for x in (args.exclude or "").split(",") if x]
     doc = read_recs(client, args.user, s.namespace, args.k, exclude)
@@ -126,8 +160,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from bench.datasets import DataError
     from bench.evaluate import run_eval
+    from operators.datasets import DataError
 
     try:
         return run_eval(args.data, args.format, args.k, args.json, args.plot, args.batch_every)
@@ -136,15 +170,31 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from bench.datasets import DataError
     from bench.replay import run_replay
+    from operators.datasets import DataError
     from operators.kafka_io import ServiceError
 
     if not args.synthetic and not args.path:
         return _fail("replay needs a PATH or --synthetic")
-    s = Settings.from_args(args)
     try:
-        return run_replay(s, args.path, args.format, args.synthetic, args.rate, args.limit, args.loop, args.seed)
+        s = Settings.from_args(args)
+        extra = s.kafka_extra()
+    except (ValueError, OSError) as ex:
+        return _fail(str(ex))
+    try:
+        return run_replay(
+            s.kafka,
+            s.topic,
+            extra,
+            s.partitions,
+            args.path,
+            args.format,
+            args.synthetic,
+            args.rate,
+            args.limit,
+            args.loop,
+            args.seed,
+        )
     except (DataError, ServiceError) as ex:
         return _fail(str(ex))
 
@@ -229,10 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     # kafka-python logs every failed reconnect; freshrec reports outages itself, once.
     for noisy in ("kafka", "bytewax"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.CRITICAL)
-    try:
-        return args.func(args)
-    except ValueError as ex:  # bad settings from the environment
-        return _fail(str(ex))
+    return args.func(args)
 
 
 if __name__ == "__main__":

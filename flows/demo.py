@@ -19,12 +19,13 @@ from pathlib import Path
 from bytewax.testing import run_main
 from prometheus_client import REGISTRY
 
-from bench.datasets import read_events
-from bench.synthetic import SyntheticConfig, synthetic_events
 from flows.recommend import build_flow
 from flows.settings import Settings
 from models.event import Event
+from operators.datasets import read_events
 from operators.local_io import CountingDeadLetterSink, EventSource
+from operators.synthetic import SyntheticConfig, synthetic_events
+from state.keys import item_key, popular_key, user_key
 from state.redis_store import read_recs
 
 _EXAMPLES = 3
@@ -91,7 +92,8 @@ def run_demo(data: str | None, fmt: str, n_events: int) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="freshrec-demo-"))
     server = Redis(str(workdir / "demo.rdb"))
     url = f"unix://{server.socket_file}"
-    settings = Settings(redis_url=url, namespace="freshrec", refresh_s=1.0)
+    settings = Settings(redis_url=url, refresh_s=1.0)
+    ns = settings.namespace
     gate = threading.Event()
     source = EventSource(lambda: iter(stream), batch=500, gate=(hold_at, gate))
     dead = CountingDeadLetterSink()
@@ -127,7 +129,7 @@ def run_demo(data: str | None, fmt: str, n_events: int) -> int:
             print(line, flush=True)
         if not gate.is_set() and done >= hold_at:
             time.sleep(1.2)  # let the popular list refresh once
-            before = {u: read_recs(server, u, settings.namespace, k=10) for u in examples}
+            before = {u: read_recs(server, u, ns, k=10) for u in examples}
             gate.set()
     elapsed = time.perf_counter() - t0
     print()
@@ -136,7 +138,7 @@ def run_demo(data: str | None, fmt: str, n_events: int) -> int:
         return 1
 
     applied, rejected = _count("applied"), _count("rejected")
-    after = {u: read_recs(server, u, settings.namespace, k=10) for u in examples}
+    after = {u: read_recs(server, u, ns, k=10) for u in examples}
     held = {u: [e.item for e in stream[hold_at:] if isinstance(e, Event) and e.user == u] for u in examples}
     print("\nsummary")
     print(f"  events applied   {applied:,.0f}")
@@ -147,7 +149,7 @@ def run_demo(data: str | None, fmt: str, n_events: int) -> int:
     )
     hr = _hit_rate()
     print(f"  live hit-rate@10 {hr:.3f} (was the next item in the list served to the user?)" if hr is not None else "")
-    print(f"  Redis keys       {server.dbsize():,} (freshrec:u:*, freshrec:i:*, freshrec:popular)")
+    print(f"  Redis keys       {server.dbsize():,} ({user_key(ns, '*')}, {item_key(ns, '*')}, {popular_key(ns)})")
     print("\nexample users: top-5 read from Redis the way an app does (read_recs: one MGET)")
     for u in examples:
         print(f"  user {u}: latest events {held[u]}")
@@ -156,7 +158,7 @@ def run_demo(data: str | None, fmt: str, n_events: int) -> int:
         gone = [x for x in held[u] if x in before.get(u, {}).get("items", [])]
         if gone:
             print(f"    (interacted items {gone} left the list)")
-    popular = read_recs(server, "nobody-knows-me", settings.namespace, k=5)
+    popular = read_recs(server, "nobody-knows-me", ns, k=5)
     print(f"  unknown user -> {popular['source']} list: {popular['items']}")
     server.shutdown()
     return 0

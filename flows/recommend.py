@@ -1,14 +1,23 @@
-"""The recommendation dataflow: Kafka -> parse -> learn/rank -> Redis.
+"""The recommendation dataflow: Kafka -> parse -> user shards -> learner -> rankers -> Redis.
 
-Run it with the CLI (``freshrec run``) or directly::
+Run it with the CLI (``freshrec run``) or directly, one command per process::
 
-    python -m bytewax.run "flows.recommend:build_flow()"
+    python -m bytewax.run "flows.recommend:build_flow()" -w 1 -i 0 -a "host-a:2101;host-b:2101"
 
-(settings then come from ``FRESHREC_*`` environment variables).
+(settings then come from ``FRESHREC_*`` environment variables, the
+topology and recovery directory from bytewax.run's own flags).
+
+Every worker runs a user shard and a ranker, keyed so that they land on
+that worker (``operators/routing.py``); worker 0 also runs the learner::
+
+    input -> parse -> users[shard of user] -+-> learner (one key) -> item deltas -+
+                         \\-> dead letters    |                                   v
+                                             +--------- rank batches ----> rank[shard] -> Redis
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TypeGuard, cast
 
 import bytewax.operators as op
@@ -16,14 +25,17 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import DynamicSink
 
+from flows.cluster import Topology, bytewax_run_args, prepare
 from flows.settings import Settings
 from models.event import Event
-from operators.kafka_io import DeadLetterSink, KafkaSource, Message
-from operators.learn import LearnLogic
-from operators.parse import Rejected, parse
-from operators.serve import RedisSink, Write
-
-MODEL_KEY = "model"  # one model partition: every event goes to the same learner
+from operators.kafka_io import DeadLetterSink, KafkaSource
+from operators.learn import LearnerLogic
+from operators.parse import Message, Rejected, parse
+from operators.rank import RankerLogic
+from operators.routing import shard_of, worker_keys
+from operators.serve import RedisSink
+from operators.snapshots import Snapshots
+from operators.users import LearnBatch, UserShardLogic
 
 
 def _is_event(x: Event | Rejected) -> TypeGuard[Event]:
@@ -32,13 +44,35 @@ def _is_event(x: Event | Rejected) -> TypeGuard[Event]:
 
 def build_flow(
     settings: Settings | None = None,
+    topology: Topology | None = None,
     source: Source[Message] | None = None,
     dead_letters: DynamicSink[Rejected] | None = None,
 ) -> Dataflow:
-    """Wire the steps; ``source``/``dead_letters`` replace Kafka (the embedded demo)."""
-    s = settings or Settings.from_env()
+    """Wire the steps; ``source``/``dead_letters`` replace Kafka (the embedded demo).
+
+    Called with no settings it is the entry point of ``python -m
+    bytewax.run``: it reads the settings from the environment, the
+    topology from bytewax.run's flags, and prepares this process as
+    ``freshrec run`` does (``flows/cluster.py``).
+    """
+    if settings is None:
+        s = Settings.from_env()
+        run = bytewax_run_args()
+        if run is not None:
+            topology = run.topology
+            if run.recovery_dir:
+                s = Settings(**{**s.__dict__, "recovery_dir": run.recovery_dir})
+        topology = topology or Topology.of(s)
+        prepare(s, topology)
+    else:
+        s = settings
+    topology = topology or Topology.of(s)
+    workers = topology.workers
+    keys = worker_keys("shard", workers)  # keys[w] lands on worker w: its user shard and its ranker
+    learner_key = keys[0]
+    model, serve = s.model_config(), s.serve_config()
     parse_config = s.parse_config()
-    model_config, serve_config = s.model_config(), s.serve_config()
+    snapshots = Snapshots(Path(s.recovery_dir), {"workers": workers}) if s.recovery_dir else None
     if source is None:
         source = KafkaSource(s.kafka, s.topic, s.kafka_extra(), max_records=s.max_batch)
     if dead_letters is None:
@@ -47,11 +81,21 @@ def build_flow(
     flow = Dataflow("freshrec")
     messages = op.input("input", flow, source)
     parsed = op.map("parse", messages, lambda m: parse(m.value, m.ts, parse_config))
-    branch = op.branch("valid", parsed, _is_event)
-    op.output("dead_letters", cast(op.Stream[Rejected], branch.falses), dead_letters)  # all that is not an Event
-    keyed = op.key_on("one_model", branch.trues, lambda _e: MODEL_KEY)
-    snapshots = bool(s.recovery_dir)
-    writes = op.stateful_batch("learn", keyed, lambda resume: LearnLogic(model_config, serve_config, resume, snapshots))
-    out: op.Stream[Write] = op.key_rm("unkey", writes)
-    op.output("redis", out, RedisSink(s.redis_url))
+    valid = op.branch("valid", parsed, _is_event)
+    op.output("dead_letters", cast(op.Stream[Rejected], valid.falses), dead_letters)  # all that is not an Event
+    by_user = op.key_on("shard", valid.trues, lambda e: keys[shard_of(e.user, workers)])
+    users = op.stateful_batch("users", by_user, lambda resume: UserShardLogic(model, workers, snapshots, resume))
+    split = op.branch("split", users, lambda kv: isinstance(kv[1], LearnBatch))
+    to_learner = op.map("to_learner", split.trues, lambda kv: (learner_key, kv[1]))
+    deltas = op.stateful_batch(
+        "learner",
+        cast(op.KeyedStream, to_learner),
+        lambda resume: LearnerLogic(model, keys, 0, s.broadcast_s, snapshots, resume),
+    )
+    broadcast = op.map("broadcast", deltas, lambda kv: kv[1])  # (ranker key, delta)
+    rank_in = op.merge("rank_in", broadcast, split.falses)
+    writes = op.stateful_batch(
+        "rank", cast(op.KeyedStream, rank_in), lambda _resume: RankerLogic(workers, model, serve)
+    )
+    op.output("redis", op.key_rm("unkey", writes), RedisSink(s.redis_url, s.namespace))
     return flow

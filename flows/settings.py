@@ -1,33 +1,41 @@
-"""Typed settings, read once: defaults < ``FRESHREC_*`` environment < CLI flags.
+"""Typed settings, read once: defaults < ``--config`` file < ``FRESHREC_*`` environment < CLI flags.
 
 Each field of :class:`Settings` is one row of the settings table: its flag
 is ``--name-with-dashes`` and its environment variable
-``FRESHREC_NAME_UPPER``. ``freshrec run --help`` prints them all.
+``FRESHREC_NAME_UPPER``. Every field of :class:`~models.config.ModelConfig`
+is a setting too: ``--model-name`` / ``FRESHREC_MODEL_NAME``, or the
+``[model]`` table of the TOML file ``--config`` names (its
+``[weights]`` table sets the learning weight of each event type).
+``freshrec run --help`` prints them all.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from models import ModelConfig
-from operators.learn import ServeConfig
-from operators.parse import ParseConfig
+from models.config import ModelConfig
+from operators.parse import DEFAULT_WEIGHTS, ParseConfig
+from operators.rank import ServeConfig
 
 ENV_PREFIX = "FRESHREC_"
+MODEL_PREFIX = "model_"
+_MODEL_FIELDS = {f.name: f for f in fields(ModelConfig)}
 
 
-def _kv(text: str) -> dict[str, Any]:
-    """Parse ``key=value[,key=value]`` into kafka-python settings (ints where numeric)."""
+def _kv(text: str, what: str) -> dict[str, Any]:
+    """Parse ``key=value[,key=value]`` (ints where numeric)."""
     out: dict[str, Any] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         key, sep, value = part.partition("=")
         if not sep:
-            raise ValueError(f"expected key=value, got {part!r}")
+            raise ValueError(f"{what}: expected key=value, got {part!r}")
         out[key.strip()] = int(value) if value.strip().isdigit() else value.strip()
     return out
 
@@ -50,19 +58,48 @@ class Settings:
     namespace: str = field(default="freshrec", metadata={"help": "Redis key prefix"})
     k: int = field(default=20, metadata={"help": "length of each user's list"})
     refresh_s: float = field(default=2.0, metadata={"help": "seconds between popular / similar-items refreshes"})
+    broadcast_s: float = field(
+        default=0.1, metadata={"help": "most seconds between the learner's item updates to the rankers"}
+    )
     recovery_dir: str = field(
         default="", metadata={"help": "Bytewax recovery directory (created if missing); empty: no recovery"}
     )
     snapshot_interval_s: float = field(default=5.0, metadata={"help": "seconds between recovery snapshots"})
     backup_interval_s: float = field(default=0.0, metadata={"help": "seconds to keep superseded snapshots"})
-    metrics_port: int = field(default=9464, metadata={"help": "Prometheus /metrics port (0: off)"})
+    metrics_port: int = field(
+        default=9464, metadata={"help": "Prometheus /metrics port of process 0; process i serves on PORT+i (0: off)"}
+    )
     metrics_host: str = field(default="127.0.0.1", metadata={"help": "address the metrics endpoint binds to"})
-    workers: int = field(default=1, metadata={"help": "Bytewax worker threads in this process"})
+    workers: int = field(default=1, metadata={"help": "Bytewax worker threads per process"})
+    processes: int = field(
+        default=1, metadata={"help": "processes to start on this machine (a cluster on 127.0.0.1, --cluster-port)"}
+    )
+    cluster_port: int = field(
+        default=2101, metadata={"help": "first port of the processes started by --processes (PORT, PORT+1, ...)"}
+    )
+    process_id: int = field(default=-1, metadata={"help": "this process's index in --addresses (several machines)"})
+    addresses: str = field(
+        default="", metadata={"help": "HOST:PORT of every process of the cluster, ';'-separated, the same everywhere"}
+    )
     max_batch: int = field(
         default=4096, metadata={"help": "most events per poll, learned as one batch (a user in it is ranked once)"}
     )
     max_message_bytes: int = field(default=65536, metadata={"help": "larger messages are rejected (too_large)"})
     max_id_bytes: int = field(default=256, metadata={"help": "longest user/item id in bytes"})
+    weights: str = field(
+        default="", metadata={"help": "learning weight per event type, type=weight,... (default view=1,click=2,...)"}
+    )
+    config: str = field(default="", metadata={"help": "TOML file with [model] settings and [weights] per event type"})
+    model: tuple[tuple[str, Any], ...] = field(default=(), metadata={"help": ""})  # --model-* / FRESHREC_MODEL_*
+
+    def __post_init__(self) -> None:
+        for name in ("k", "workers", "processes", "max_batch", "max_message_bytes", "max_id_bytes", "partitions"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{_env(name)}={getattr(self, name)} must be >= 1")
+        for name in ("refresh_s", "broadcast_s", "snapshot_interval_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{_env(name)}={value} must be a number of seconds > 0")
 
     @property
     def dlq_topic(self) -> str:
@@ -73,18 +110,60 @@ class Settings:
         extra: dict[str, Any] = {}
         if self.kafka_config_file:
             lines = Path(self.kafka_config_file).read_text().splitlines()
-            extra.update(_kv(",".join(line for line in lines if line.strip() and not line.lstrip().startswith("#"))))
-        extra.update(_kv(self.kafka_config))
+            content = ",".join(line for line in lines if line.strip() and not line.lstrip().startswith("#"))
+            extra.update(_kv(content, self.kafka_config_file))
+        extra.update(_kv(self.kafka_config, "--kafka-config"))
         return extra
 
+    def _file(self) -> dict[str, Any]:
+        if not self.config:
+            return {}
+        path = Path(self.config)
+        try:
+            return tomllib.loads(path.read_text())
+        except OSError as ex:
+            raise ValueError(f"--config {path}: cannot read it ({ex.strerror})") from ex
+        except tomllib.TOMLDecodeError as ex:
+            raise ValueError(f"--config {path}: not valid TOML ({ex})") from ex
+
     def parse_config(self) -> ParseConfig:
-        return ParseConfig(max_message_bytes=self.max_message_bytes, max_id_bytes=self.max_id_bytes)
+        weights = dict(DEFAULT_WEIGHTS)
+        sources = (
+            (f"--config {self.config} [weights]", self._file().get("weights", {})),
+            ("--weights", _kv(self.weights, "--weights")),
+        )
+        for source, given in sources:
+            for kind, value in given.items():
+                weight = value if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+                if isinstance(value, str):
+                    try:
+                        weight = float(value)
+                    except ValueError:
+                        pass
+                if not (math.isfinite(weight) and weight > 0):
+                    raise ValueError(f"{source}: the weight of {kind!r} must be a number > 0, got {value!r}")
+                weights[str(kind)] = float(weight)
+        return ParseConfig(max_message_bytes=self.max_message_bytes, max_id_bytes=self.max_id_bytes, weights=weights)
 
     def serve_config(self) -> ServeConfig:
-        return ServeConfig(namespace=self.namespace, k=self.k, refresh_s=self.refresh_s)
+        return ServeConfig(k=self.k, refresh_s=self.refresh_s)
 
     def model_config(self) -> ModelConfig:
-        return ModelConfig()
+        """The model settings: defaults < the TOML ``[model]`` table < environment and flags."""
+        values: dict[str, Any] = {}
+        table = self._file().get("model", {})
+        unknown = sorted(set(table) - set(_MODEL_FIELDS))
+        if unknown:
+            raise ValueError(
+                f"--config {self.config} [model]: unknown setting {unknown[0]!r}; known: {', '.join(_MODEL_FIELDS)}"
+            )
+        for name, value in table.items():
+            values[name] = _typed(_MODEL_FIELDS[name].default, value, f"--config {self.config} [model] {name}")
+        values.update(dict(self.model))
+        try:
+            return replace(ModelConfig(), **values)
+        except ValueError as ex:
+            raise ValueError(f"model settings: {ex}") from ex
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -92,35 +171,70 @@ class Settings:
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in fields(cls):
-            raw = environ.get(ENV_PREFIX + f.name.upper())
+            raw = environ.get(_env(f.name))
+            if raw is not None and f.name != "model":
+                values[f.name] = _convert(_env(f.name), type(f.default), raw)
+        model = []
+        for name, f in _MODEL_FIELDS.items():
+            raw = environ.get(_env(MODEL_PREFIX + name))
             if raw is not None:
-                values[f.name] = _convert(f.name, type(f.default), raw)
-        return cls(**values)
+                model.append((name, _convert(_env(MODEL_PREFIX + name), type(f.default), raw)))
+        return cls(**values, model=tuple(model))
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
-        """One ``--flag`` per field (default: unset, so the environment applies)."""
+        """One ``--flag`` per field (default: unset, so the environment applies); ``--model-*`` with all of them."""
         for f in fields(cls):
-            if only is not None and f.name not in only:
+            if (only is not None and f.name not in only) or f.name == "model":
                 continue
-            env = ENV_PREFIX + f.name.upper()
             parser.add_argument(
                 "--" + f.name.replace("_", "-"),
                 dest=f.name,
                 default=None,
                 type=type(f.default),
-                help=f"{f.metadata['help']} [env {env}, default {f.default!r}]",
+                help=f"{f.metadata['help']} [env {_env(f.name)}, default {f.default!r}]",
+            )
+        if only is not None:
+            return
+        group = parser.add_argument_group("model settings (also [model] in --config, FRESHREC_MODEL_*)")
+        for name, f in _MODEL_FIELDS.items():
+            group.add_argument(
+                "--model-" + name.replace("_", "-"),
+                dest=MODEL_PREFIX + name,
+                default=None,
+                type=type(f.default),
+                help=f"default {f.default!r}",
             )
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
         base = cls.from_env(environ)
         given = {f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None}
-        return replace(base, **given)
+        given.pop("model", None)
+        model = dict(base.model)
+        for name in _MODEL_FIELDS:
+            value = getattr(args, MODEL_PREFIX + name, None)
+            if value is not None:
+                model[name] = value
+        return replace(base, **given, model=tuple(model.items()))
+
+
+def _env(name: str) -> str:
+    return ENV_PREFIX + name.upper()
 
 
 def _convert(name: str, kind: type, raw: str) -> Any:
     try:
         return kind(raw)
     except ValueError as ex:
-        raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind.__name__}") from ex
+        raise ValueError(f"{name}={raw!r} is not a valid {kind.__name__}") from ex
+
+
+def _typed(default: Any, value: Any, where: str) -> Any:
+    """A TOML value as the type of the setting's default (an int is a fine float)."""
+    kind = type(default)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or isinstance(value, bool) != isinstance(default, bool):
+        raise ValueError(f"{where}: expected a {kind.__name__}, got {value!r}")
+    return value

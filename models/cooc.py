@@ -170,6 +170,30 @@ class CoOccurrence:
         np.maximum.at(peak, user, value)
         return user, item, value, peak
 
+    def export(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Rows ``rows`` as flat arrays (snapshots)."""
+        have = [self.rows[j] if j < len(self.rows) else _Row() for j in rows.tolist()]
+        lens = np.fromiter((r.n for r in have), dtype=np.int64, count=len(have))
+        idx = np.concatenate([r.idx[: r.n] for r in have]) if have else np.zeros(0, dtype=np.int64)
+        val = np.concatenate([r.val[: r.n] for r in have]) if have else np.zeros(0)
+        total = np.fromiter((r.total for r in have), dtype=np.float64, count=len(have))
+        return {"len": lens, "idx": idx, "val": val, "total": total}
+
+    def set_rows(self, rows: np.ndarray, flat: dict[str, np.ndarray]) -> None:
+        """Restore rows written by :meth:`export`."""
+        if rows.size:
+            self._ensure(int(rows.max()) + 1)
+        at = 0
+        for j, n, total in zip(rows.tolist(), flat["len"].tolist(), flat["total"].tolist()):
+            r = self.rows[j] = _Row()
+            if n:
+                r.idx = flat["idx"][at : at + n].copy()
+                r.val = flat["val"][at : at + n].copy()
+                r.n = n
+                r.pos = {k: p for p, k in enumerate(r.idx.tolist())}
+            r.total = total
+            at += n
+
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()
         del state["_buf"]

@@ -1,20 +1,23 @@
-"""River matrix factorisation on implicit feedback, with contiguous factors.
+"""River matrix factorisation on implicit feedback, users represented by their recent items.
 
-This is the only module that touches River. River's ``FunkMF`` does the
-learning; its latent vectors are the rows of one float32 numpy matrix per
-side (:class:`Factors`), handed to it in place of its dicts. River's SGD
-indexes the matrix and updates rows in place (``w[i] -= lr * g``), so
-ranking, the HNSW index and snapshots read the factors as one contiguous
-array with no copy and no per-id objects, and the learner pays numpy's C
-indexing instead of a Python mapping (about a third of a ``learn_one``).
-float32 halves the memory and the snapshot, and makes the ranking product
-three times faster than float64 (it is memory bound); SGD steps of
-``lr * g`` lose nothing at that precision.
+This is the only module that touches River. River's ``FunkMF`` does every
+SGD step; its item latents are the rows of one float32 numpy matrix
+(:class:`Factors`), handed to it in place of its dict, so ranking, the
+HNSW index and the snapshots read them with no copy.
+
+A user has no factor of their own. Their vector is the recency-weighted
+mean of the *history factors* of their recent items (FISM, Kabbur et al.
+2013): it exists from the first event, follows the user's latest actions
+at once, and is computed wherever the user's recent items are, so the
+item side (this learner) and the user side (one shard per worker) never
+have to exchange user factors. For each event River learns one
+``(user vector, item)`` pair per positive and sampled negative; the change
+River makes to the user vector is passed on to the history factors of the
+items it was built from.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any
 
@@ -25,12 +28,12 @@ from models.arrays import grow
 
 
 class Factors:
-    """Latent rows of a growable float32 matrix, initialised like River's (seeded normal draws).
+    """Rows of a growable float32 matrix, initialised like River's (seeded normal draws).
 
-    Rows are drawn a buffer-growth at a time, so adding a row is O(1).
-    A pickle holds only the rows in use and the RNG state before the last
-    draw; unpickling redraws the spare rows identically, so a restored
-    model goes on learning exactly like the original.
+    Rows are drawn a buffer-growth at a time, so adding a row is O(1). A
+    snapshot keeps the rows in use and the RNG state before the last draw
+    (:meth:`meta`); a restore redraws the spare rows identically
+    (:meth:`restore`), so a restored model goes on exactly like the original.
     """
 
     def __init__(self, n_factors: int, sigma: float, seed: int) -> None:
@@ -63,19 +66,24 @@ class Factors:
         self._drawn_state = self._rng.bit_generator.state
         self.data[start:] = self._rng.normal(0.0, self.sigma, (self.data.shape[0] - start, self.data.shape[1]))
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["data"] = self.data[: self.n].copy()
-        state["capacity"] = self.data.shape[0]
-        return state
+    def meta(self) -> dict[str, Any]:
+        return {"n": self.n, "capacity": self.data.shape[0], "drawn_from": self._drawn_from, "state": self._drawn_state}
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        capacity = state.pop("capacity")
-        used = state.pop("data")
-        self.__dict__.update(state)
-        self.data = np.zeros((capacity, used.shape[1]), dtype=np.float32)
-        self._rng.bit_generator.state = self._drawn_state
-        self._draw(self._drawn_from)
+    def set_rows(self, rows: np.ndarray, values: np.ndarray) -> None:
+        """Restore: rows from a snapshot (the buffer grows as needed; :meth:`restore` completes it)."""
+        if rows.size:
+            n = int(rows.max()) + 1
+            if n > self.data.shape[0]:
+                self.data = grow(self.data, n)
+            self.data[rows] = values
+
+    def restore(self, meta: dict[str, Any]) -> None:
+        """Restore: the capacity and spare rows of the snapshot's buffer, around the rows already set."""
+        used = self.data[: meta["n"]].copy()
+        self.data = np.zeros((meta["capacity"], self.data.shape[1]), dtype=np.float32)
+        self._rng.bit_generator.state = meta["state"]
+        self._draw(meta["drawn_from"])
+        self.n = meta["n"]
         self.data[: self.n] = used
 
 
@@ -95,8 +103,31 @@ class WeightedLog(optim.losses.Log):
         return 1.0 / (math.exp(z) + 1.0)
 
 
-class ImplicitMF:
-    """River ``FunkMF`` fed positives and sampled negatives.
+def history_weights(history: int, decay: float) -> np.ndarray:
+    """Weight of each slot of a recent-items row (oldest first): ``decay ** age``, newest 1.
+
+    >>> history_weights(3, 0.5).tolist()
+    [0.25, 0.5, 1.0]
+    """
+    return (decay ** np.arange(history - 1, -1, -1)).astype(np.float32)
+
+
+def user_vectors(history: np.ndarray, factors: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """User vectors of many recent-items rows ``(users, history)`` of dense indexes (-1: empty).
+
+    Each is the weighted mean of the rows of ``factors`` its items index;
+    a user with no known item gets a zero vector.
+    """
+    valid = history >= 0
+    w = np.where(valid, weights, np.float32(0.0))
+    total = w.sum(axis=1, keepdims=True)
+    w /= np.maximum(total, np.float32(1e-12))
+    gathered = factors[np.where(valid, history, 0)]  # (users, history, n_factors)
+    return np.einsum("uh,uhf->uf", w, gathered).astype(np.float32, copy=False)
+
+
+class HistoryMF:
+    """River ``FunkMF`` on item factors, fed positives and sampled negatives.
 
     Parameters
     ----------
@@ -106,70 +137,67 @@ class ImplicitMF:
         SGD learning rate.
     l2
         L2 regularisation.
+    history, decay
+        Slots of a user's recent-items row and the weight ``decay ** age``
+        of an item ``age`` places back.
     seed
-        Seed for initialisation.
+        Seed of the initial factors.
 
     Examples
     --------
-    >>> mf = ImplicitMF(n_factors=4, lr=0.1, seed=1)
-    >>> for _ in range(50):
-    ...     mf.learn(user=0, item=1, weight=1.0, negatives=[0, 2])
-    >>> scores = mf.scores(0)
-    >>> int(np.argmax(scores))
+    >>> mf = HistoryMF(n_factors=4, lr=0.2, l2=0.0, history=2, decay=1.0, seed=1)
+    >>> mf.ensure(3)
+    >>> for _ in range(100):
+    ...     mf.learn(np.array([-1, 0]), item=1, weight=1.0, negatives=[2])
+    >>> scores = mf.item_factors @ mf.user_vector(np.array([-1, 0]))
+    >>> int(np.argmax(scores[1:])) + 1
     1
     """
 
-    def __init__(self, n_factors: int = 32, lr: float = 0.1, l2: float = 0.01, seed: int = 0) -> None:
+    def __init__(self, n_factors: int, lr: float, l2: float, history: int, decay: float, seed: int) -> None:
         self.n_factors = n_factors
-        sigma = 0.1
-        self._users = Factors(n_factors, sigma, seed)
-        self._items = Factors(n_factors, sigma, seed + 1)
-        self._river = reco.FunkMF(
-            n_factors=n_factors,
-            optimizer=optim.SGD(lr),
-            loss=WeightedLog(),
-            l2=l2,
-            seed=seed,
-        )
+        self.items = Factors(n_factors, 0.1, seed)  # River's item latents: "output" factors
+        self.history_factors = Factors(n_factors, 0.1, seed + 1)  # "input" factors a user is built from
+        self.weights = history_weights(history, decay)
+        self._user = np.zeros((1, n_factors), dtype=np.float32)  # River's one user: the current user vector
+        self._river = reco.FunkMF(n_factors=n_factors, optimizer=optim.SGD(lr), loss=WeightedLog(), l2=l2, seed=seed)
+        self._link()
+
+    def relink(self) -> None:
+        """After a restore replaced the buffers."""
         self._link()
 
     def _link(self) -> None:
         """Hand River the current buffers (again after one moved)."""
-        self._river.u_latents = self._users.data  # type: ignore[assignment]
-        self._river.i_latents = self._items.data  # type: ignore[assignment]
-
-    def __getstate__(self) -> dict[str, object]:
-        # River's references to the buffers are restored by _link, so the
-        # spare rows are not pickled a second time.
-        state = self.__dict__.copy()
-        river = state["_river"] = copy.copy(self._river)
-        river.u_latents = river.i_latents = None  # type: ignore[assignment]
-        return state
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.__dict__.update(state)
-        self._link()
+        self._river.u_latents = self._user  # type: ignore[assignment]
+        self._river.i_latents = self.items.data  # type: ignore[assignment]
 
     @property
     def item_factors(self) -> np.ndarray:
-        """``(n_items, n_factors)`` view of the item vectors."""
-        return self._items.matrix
+        """``(n_items, n_factors)`` view of the item ("output") factors."""
+        return self.items.matrix
 
-    @property
-    def user_factors(self) -> np.ndarray:
-        """``(n_users, n_factors)`` view of the user vectors."""
-        return self._users.matrix
-
-    def learn(self, user: int, item: int, weight: float, negatives: list[int]) -> None:
-        """One positive of ``weight`` and one negative per sampled item."""
-        if self._users.ensure(user + 1) | self._items.ensure(max(item, max(negatives, default=item)) + 1):
+    def ensure(self, n_items: int) -> None:
+        """Make factors exist for items ``0..n_items-1``."""
+        self.history_factors.ensure(n_items)
+        if self.items.ensure(n_items):
             self._link()
+
+    def user_vector(self, history: np.ndarray) -> np.ndarray:
+        """The vector of one recent-items row of dense indexes (-1: empty)."""
+        return user_vectors(history[None, :], self.history_factors.matrix, self.weights)[0]
+
+    def learn(self, history: np.ndarray, item: int, weight: float, negatives: list[int]) -> None:
+        """One positive of ``weight`` and one negative per sampled item, for the user ``history`` describes."""
+        valid = history >= 0
+        start = self.user_vector(history)
+        self._user[0] = start
         learn_one = self._river.learn_one
-        learn_one(user, item, weight)
+        learn_one(0, item, weight)
         for neg in negatives:
             if neg != item:
-                learn_one(user, neg, 0.0)
-
-    def scores(self, user: int) -> np.ndarray:
-        """Raw scores (logits) of every item for a learned user."""
-        return self._items.matrix @ self._users.matrix[user]
+                learn_one(0, neg, 0.0)
+        if valid.any():
+            rows = history[valid]
+            w = self.weights[valid]
+            np.add.at(self.history_factors.data, rows, (w / w.sum())[:, None] * (self._user[0] - start))

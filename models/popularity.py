@@ -45,6 +45,7 @@ class DecayedPopularity:
         self._t_ref: float | None = None
         self._peak = 0.0  # max of the stored scores, kept per update
         self.now = 0.0
+        self.rescaled = 1.0  # product of the rescalings since the last take_rescaled() (snapshots)
 
     def __len__(self) -> int:
         return self._n
@@ -63,6 +64,7 @@ class DecayedPopularity:
                 scale = 2.0**-exponent
                 self._scores[: self._n] *= scale
                 self._peak *= scale
+                self.rescaled *= scale
                 self._t_ref = t
                 exponent = 0.0
             weight *= 2.0**exponent
@@ -97,3 +99,28 @@ class DecayedPopularity:
             return np.zeros(0, dtype=np.int64)
         part = np.argpartition(-raw, n - 1)[:n]
         return part[np.argsort(-raw[part], kind="stable")]
+
+    # ------------------------------------------------ snapshots (state/journal.py)
+
+    def take_rescaled(self) -> float:
+        """The factor every stored score was multiplied by since the last call."""
+        factor, self.rescaled = self.rescaled, 1.0
+        return factor
+
+    def set_rows(self, rows: np.ndarray, values: np.ndarray, factor: float = 1.0) -> None:
+        """Restore: scale every score by ``factor``, then set ``rows`` to ``values``."""
+        if factor != 1.0:
+            self._scores[: self._n] *= factor
+        if rows.size:
+            n = int(rows.max()) + 1
+            if n > self._n:
+                self._scores = grow(self._scores, n)
+                self._n = n
+            self._scores[rows] = values
+
+    def scalars(self) -> dict[str, float | int | None]:
+        return {"n": self._n, "t_ref": self._t_ref, "peak": self._peak, "now": self.now}
+
+    def set_scalars(self, d: dict) -> None:
+        self._scores = grow(self._scores, d["n"])
+        self._n, self._t_ref, self._peak, self.now = d["n"], d["t_ref"], d["peak"], d["now"]

@@ -11,14 +11,14 @@ import logging
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from operators.parse import Rejected
+from operators.parse import Message, Rejected
 from state import metrics
 
 log = logging.getLogger(__name__)
@@ -28,13 +28,6 @@ _IDLE = timedelta(milliseconds=5)  # how long an idle partition sleeps between p
 
 class ServiceError(RuntimeError):
     """A service (Kafka or Redis) is unreachable or misconfigured; one line for the user."""
-
-
-class Message(NamedTuple):
-    """One consumed message: its bytes and Kafka timestamp (seconds)."""
-
-    value: bytes
-    ts: float
 
 
 def _client_config(brokers: str, extra: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,196 +1,117 @@
-"""The learning step: every event updates the model; touched users are re-ranked.
+"""The learner step: the single writer of the item side, broadcasting what changed to every ranker.
 
-All events go to one model (one key of a ``stateful_batch``), so a whole
-batch is learned together and each user touched in it is ranked once.
+Every user shard sends its :class:`~operators.users.LearnBatch` here (one
+key, on worker 0). At most every ``broadcast_s`` the learner hands each
+ranker an :class:`~models.items.ItemDelta`: the first one after a start
+carries the whole item state, the later ones what changed. The ranker on
+the learner's own worker reads the learner's state itself; the others
+apply copies.
 """
 
 from __future__ import annotations
 
-import pickle
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
-import numpy as np
 from bytewax.operators import StatefulBatchLogic
 
-from models import HybridRecommender, ModelConfig
-from models.arrays import grow
-from models.event import Event
-from operators.serve import Write
+from models.config import ModelConfig
+from models.items import ItemDelta
+from models.learner import ItemLearner
+from operators.snapshots import Snapshots
+from operators.users import LearnBatch
 from state import metrics
-from state.keys import item_key, popular_key, user_key
-from state.recovery import RecoveryError
-from state.redis_store import payload
-
-HIT_K = 10  # the live metric is hit-rate@10
-_BLOCK = 64  # similar-items lists computed per matrix product during a refresh
-_CATCH_UP_S = 0.25  # next refresh tick while similar-items lists are pending
-_HIT_WINDOW = 10_000
+from state.journal import Manifest
 
 
-@dataclass(frozen=True)
-class ServeConfig:
-    """What the learn step writes.
+class Broadcast(NamedTuple):
+    """An item delta for the ranker of worker ``shard``."""
+
+    shard: int
+    delta: ItemDelta
+
+
+class LearnerLogic(StatefulBatchLogic[LearnBatch, tuple[str, Broadcast], Manifest | None]):
+    """Learn every event; emit ``(ranker key, Broadcast)`` pairs.
 
     Parameters
     ----------
-    namespace
-        Redis key prefix.
-    k
-        Length of each user's list.
-    popular_n
-        Length of the popular list.
-    similar_k
-        Length of each similar-items list.
-    refresh_s
-        Seconds between refreshes of the popular and similar-items lists.
-    refresh_budget_s
-        Most seconds of similar-items work per timer tick: the lists of
-        changed items are refreshed in blocks until the budget is spent,
-        and the rest follow on ticks ``_CATCH_UP_S`` apart, so a refresh
-        never stalls the event path for long.
-    """
-
-    namespace: str = "freshrec"
-    k: int = 20
-    popular_n: int = 100
-    similar_k: int = 20
-    refresh_s: float = 2.0
-    refresh_budget_s: float = 0.02
-
-
-class LearnLogic(StatefulBatchLogic[Event, Write, bytes | None]):
-    """Learn a batch, emit one :class:`Write` per touched user; timers for the rest.
-
-    The snapshot is the pickled model (bytes: an immutable deep copy), or
-    None when ``snapshots`` is off (no recovery configured).
-    Besides the model, the step keeps each user's last served top-10 for
-    the live prequential hit-rate; that is metric state and is not
-    snapshotted.
+    rank_keys
+        The ranker keys, one per worker; ``rank_keys[local]`` is on this worker.
+    broadcast_s
+        Most seconds between deltas while events arrive.
     """
 
     def __init__(
-        self, model_config: ModelConfig, serve: ServeConfig, resume: bytes | None, snapshots: bool = True
+        self,
+        config: ModelConfig,
+        rank_keys: list[str],
+        local: int,
+        broadcast_s: float,
+        snapshots: Snapshots | None,
+        resume: Manifest | None,
     ) -> None:
-        self.model = _restore(resume) if resume is not None else HybridRecommender(model_config)
-        self.serve = serve
-        self._snapshots = snapshots
-        self._served = np.full((0, HIT_K), -1, dtype=np.int32)
-        self._hits = np.zeros(_HIT_WINDOW, dtype=np.bool_)
-        self._checks = 0
-        self._changed: dict[int, None] = {}
-        self._next_refresh = datetime.now(UTC) + timedelta(seconds=serve.refresh_s)
-        _model_gauges(self.model)
+        self._journal = snapshots.journal("learner") if snapshots else None
+        if resume is not None and snapshots is not None:
+            self.learner = snapshots.restore(resume, lambda: ItemLearner(config), self._journal)
+        else:
+            self.learner = ItemLearner(config)
+        self._keys = rank_keys
+        self._local = local
+        self._every = broadcast_s
+        self._based = False  # the rankers have had this run's base delta
+        self._last = -float("inf")
+        self._gauges()
 
-    def on_batch(self, events: list[Event]) -> tuple[list[Write], bool]:
-        model = self.model
-        touched: dict[str, list[Event]] = {}
-        hits = 0
-        checks = 0
-        for ev in events:
-            u = model.users.get(ev.user)
-            if u is not None and u < self._served.shape[0] and self._served[u, 0] >= 0:
-                i = model.items.get(ev.item)
-                hit = i is not None and bool((self._served[u] == i).any())
-                self._hits[self._checks % _HIT_WINDOW] = hit
-                self._checks += 1
-                hits += hit
-                checks += 1
-            model.learn(ev)
-            touched.setdefault(ev.user, []).append(ev)
-            self._changed[model.items.index[ev.item]] = None
+    def on_batch(self, batches: list[LearnBatch]) -> tuple[list[tuple[str, Broadcast]], bool]:
+        learn = self.learner.learn
+        for batch in batches:
+            for li in batch.inputs:
+                learn(li)
+        self._gauges()
+        if time.monotonic() - self._last >= self._every:
+            return self._flush(), StatefulBatchLogic.RETAIN
+        return [], StatefulBatchLogic.RETAIN
 
-        ns, k = self.serve.namespace, self.serve.k
-        writes = []
-        now = time.time()
-        self._served = grow(self._served, len(model.users), fill=-1)
-        for (user, evs), ranked in zip(touched.items(), model.recommend_many(list(touched), k)):
-            u = model.users.index[user]
-            served = ranked.indexes[:HIT_K]
-            self._served[u] = -1
-            self._served[u, : len(served)] = served
-            newest = max(e.ts for e in evs)
-            writes.append(
-                Write(
-                    user_key(ns, user),
-                    payload(ranked.items, ranked.scores, newest, now),
-                    "user",
-                    tuple(e.source_ts for e in evs),
-                )
-            )
+    def on_notify(self) -> tuple[list[tuple[str, Broadcast]], bool]:
+        return self._flush(), StatefulBatchLogic.RETAIN
 
-        metrics.EVENTS.labels("applied", "").inc(len(events))
-        metrics.BATCH_SIZE.observe(len(events))
-        if checks:
-            metrics.PREQ_CHECKS.inc(checks)
-            metrics.PREQ_HITS.inc(hits)
-            seen = min(self._checks, _HIT_WINDOW)
-            metrics.HIT_RATE.set(float(self._hits[:seen].mean()))
-        _model_gauges(model)
-        return writes, StatefulBatchLogic.RETAIN
+    def on_eof(self) -> tuple[list[tuple[str, Broadcast]], bool]:
+        return self._flush(), StatefulBatchLogic.RETAIN
 
-    def on_notify(self) -> tuple[list[Write], bool]:
-        writes = self.refresh_lists()
-        wait = _CATCH_UP_S if self._changed else self.serve.refresh_s
-        self._next_refresh = datetime.now(UTC) + timedelta(seconds=wait)
-        return writes, StatefulBatchLogic.RETAIN
-
-    def on_eof(self) -> tuple[list[Write], bool]:
-        writes = []
-        while self._changed:
-            writes += self.refresh_lists()
-        return writes, StatefulBatchLogic.RETAIN
-
-    def refresh_lists(self) -> list[Write]:
-        """The popular list, and similar-items lists of changed items within the time budget.
-
-        Oldest changes first; items changed again while waiting keep their place.
-        """
-        model, s = self.model, self.serve
-        if not self._changed:
-            return []
-        deadline = time.perf_counter() + s.refresh_budget_s
-        model.refresh_index()
-        now = model.pop.now
-        top = model.popular(s.popular_n)
-        writes = [Write(popular_key(s.namespace), payload(top.items, top.scores, now), "popular")]
-        names = model.items.names
-        pending = list(self._changed)
-        for done, (i, sim) in enumerate(zip(pending, model.iter_similar(np.array(pending), s.similar_k, _BLOCK)), 1):
-            writes.append(Write(item_key(s.namespace, names[i]), payload(sim.items, sim.scores, now), "item"))
-            del self._changed[i]
-            if done % _BLOCK == 0 and time.perf_counter() > deadline:
-                break  # a block's lists are computed together; stop between blocks
-        return writes
-
-    def notify_at(self) -> datetime:
-        return self._next_refresh
-
-    def snapshot(self) -> bytes | None:
-        # Bytewax asks for a snapshot at every epoch even without recovery;
-        # pickling the model then would stall the flow for nothing (0.2 s at
-        # 64k users, every 5 s: it was the tail of the freshness latency).
-        if not self._snapshots:
+    def notify_at(self) -> datetime | None:
+        if self._based and not self.learner.pending:
             return None
-        return pickle.dumps(self.model, protocol=pickle.HIGHEST_PROTOCOL)
+        wait = max(0.0, self._last + self._every - time.monotonic())
+        return datetime.now(UTC) + timedelta(seconds=wait)
 
+    def _flush(self) -> list[tuple[str, Broadcast]]:
+        self._last = time.monotonic()
+        learner = self.learner
+        remote = len(self._keys) > 1
+        if not self._based:
+            self._based = True
+            local = learner.base_delta()
+            copy = local.copied() if remote else local
+            out = [(k, Broadcast(w, local if w == self._local else copy)) for w, k in enumerate(self._keys)]
+        elif learner.pending:
+            delta = learner.take_delta(shared=not remote)
+            shared = delta._replace(shared=True)
+            out = [(k, Broadcast(w, shared if w == self._local else delta)) for w, k in enumerate(self._keys)]
+        else:
+            return []
+        metrics.DELTAS.inc(len(out))
+        return out
 
-def _restore(snapshot: bytes) -> HybridRecommender:
-    try:
-        model = pickle.loads(snapshot)
-    except Exception as ex:  # any failure means the same to the operator
-        raise RecoveryError(
-            f"cannot restore the model from the recovery snapshot ({type(ex).__name__}: {ex}); it was probably "
-            "written by another freshrec version. Move the --recovery-dir away to start afresh: the flow then "
-            "reads the topic from the beginning."
-        ) from ex
-    if not isinstance(model, HybridRecommender):
-        raise RecoveryError(f"the recovery snapshot holds a {type(model).__name__}, not a freshrec model")
-    return model
+    def _gauges(self) -> None:
+        metrics.MODEL_EVENTS.set(self.learner.n_events)
+        metrics.ITEMS.set(len(self.learner.state))
 
-
-def _model_gauges(model: HybridRecommender) -> None:
-    metrics.MODEL_EVENTS.set(model.n_events)
-    metrics.USERS.set(len(model.users))
-    metrics.ITEMS.set(len(model.items))
+    def snapshot(self) -> Manifest | None:
+        if self._journal is None:
+            return None
+        manifest = self._journal.checkpoint(self.learner)
+        metrics.SNAPSHOT_SECONDS.labels("learner").observe(self._journal.last_s)
+        metrics.SNAPSHOT_BYTES.labels("learner").inc(self._journal.last_bytes)
+        return manifest

@@ -16,8 +16,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from models.event import Event
-from operators.kafka_io import Message
-from operators.parse import Rejected
+from operators.parse import Message, Rejected
 from state import metrics
 
 

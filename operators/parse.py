@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import orjson
 
@@ -31,7 +32,15 @@ REASONS = (
 """Every reason code a rejection can carry."""
 
 _TS_MAX = 4102444800.0  # 2100-01-01: a larger ts is almost surely milliseconds
-_DEFAULT_WEIGHTS = {"view": 1.0, "click": 2.0, "cart": 3.0, "purchase": 5.0, "rating": 1.0}
+DEFAULT_WEIGHTS = {"view": 1.0, "click": 2.0, "cart": 3.0, "purchase": 5.0, "rating": 1.0}
+"""Learning weight of each event type (``--weights`` and the ``[weights]`` table of ``--config`` change them)."""
+
+
+class Message(NamedTuple):
+    """One consumed message, what every source hands the parse step: its bytes and Kafka timestamp (seconds)."""
+
+    value: bytes
+    ts: float
 
 
 @dataclass(frozen=True)
@@ -50,7 +59,7 @@ class ParseConfig:
 
     max_message_bytes: int = 65536
     max_id_bytes: int = 256
-    weights: dict[str, float] = field(default_factory=lambda: dict(_DEFAULT_WEIGHTS))
+    weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
 
 
 @dataclass(slots=True, frozen=True)

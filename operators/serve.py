@@ -1,31 +1,23 @@
-"""Write ranked lists to Redis: one MSET per batch."""
+"""Write ranked lists to Redis: one MSET per batch, keys and payloads from ``state/``."""
 
 from __future__ import annotations
 
 import time
-from typing import NamedTuple
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from state import metrics
-from state.redis_store import RedisWriter
+from state.redis_store import ListWrite, RedisWriter
 
 
-class Write(NamedTuple):
-    """One key to set, and the source timestamps of the events it reflects."""
-
-    key: str
-    value: bytes
-    kind: str  # "user", "popular" or "item"
-    source_ts: tuple[float, ...] = ()
-
-
-class _Writer(StatelessSinkPartition[Write]):
-    def __init__(self, url: str) -> None:
+class _Writer(StatelessSinkPartition[ListWrite]):
+    def __init__(self, url: str, namespace: str) -> None:
         self._redis = RedisWriter(url)
+        self._namespace = namespace
 
-    def write_batch(self, items: list[Write]) -> None:
-        self._redis.write((w.key, w.value) for w in items)
+    def write_batch(self, items: list[ListWrite]) -> None:
+        ns = self._namespace
+        self._redis.write(w.key_value(ns) for w in items)
         now = time.time()
         observe = metrics.FRESHNESS.observe
         counts: dict[str, int] = {}
@@ -40,11 +32,12 @@ class _Writer(StatelessSinkPartition[Write]):
         self._redis.close()
 
 
-class RedisSink(DynamicSink[Write]):
-    """Set every :class:`Write` of a batch in one Redis MSET, then record freshness."""
+class RedisSink(DynamicSink[ListWrite]):
+    """Set every list of a batch in one Redis MSET under ``namespace``, then record freshness."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, namespace: str) -> None:
         self.url = url
+        self.namespace = namespace
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _Writer:
-        return _Writer(self.url)
+        return _Writer(self.url, self.namespace)

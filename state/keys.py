@@ -7,12 +7,17 @@
 | ``{ns}:i:{item}`` | the items most similar to ``item`` |
 
 Every value has the JSON shape ``{"items": [...], "scores": [...],
-"updated": <unix s>, "event_ts": <newest event time used>}``.
+"updated": <unix s>, "event_ts": <newest event time used>}``
+(``state/redis_store.py``: :func:`~state.redis_store.payload`).
 """
 
 from __future__ import annotations
 
 DEFAULT_NAMESPACE = "freshrec"
+
+USER, ITEM, POPULAR = "user", "item", "popular"
+KINDS = (USER, ITEM, POPULAR)
+"""The kinds of list, and the ``kind`` label of ``freshrec_redis_keys_written_total``."""
 
 
 def user_key(namespace: str, user: str) -> str:
@@ -40,3 +45,18 @@ def popular_key(namespace: str) -> str:
     'freshrec:popular'
     """
     return f"{namespace}:popular"
+
+
+def list_key(namespace: str, kind: str, name: str) -> str:
+    """Key of a list of ``kind`` (``user``, ``item`` or ``popular``) for ``name``.
+
+    >>> list_key("ns", "user", "7"), list_key("ns", "popular", "")
+    ('ns:u:7', 'ns:popular')
+    """
+    if kind == USER:
+        return user_key(namespace, name)
+    if kind == ITEM:
+        return item_key(namespace, name)
+    if kind == POPULAR:
+        return popular_key(namespace)
+    raise ValueError(f"unknown list kind {kind!r}")

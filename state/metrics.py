@@ -71,8 +71,29 @@ LAG = Gauge("freshrec_consumer_lag_messages", "Kafka consumer lag", ["partition"
 # Events in the model state; restored with it from a recovery snapshot, so
 # after a restart it counts every event exactly once (replays included).
 MODEL_EVENTS = Gauge("freshrec_model_events", "Events learned by the model state, across restarts")
-USERS = Gauge("freshrec_users", "Users known to the model")
-ITEMS = Gauge("freshrec_items", "Items known to the model")
+USERS = Gauge("freshrec_users", "Users in this process's user shards")
+ITEMS = Gauge("freshrec_items", "Items known to the learner (on the process that runs it)")
+
+# Item deltas the learner sent to rankers (one per ranker per broadcast).
+DELTAS = Counter("freshrec_item_deltas", "Item deltas sent by the learner to the rankers")
+
+# Incremental recovery snapshots (state/journal.py): the time one snapshot
+# of a journaled step blocks its worker, and the bytes written.
+SNAPSHOT_SECONDS = Histogram(
+    "freshrec_snapshot_seconds",
+    "Time one recovery snapshot of a step blocks its worker",
+    ["step"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+SNAPSHOT_BYTES = Counter("freshrec_snapshot_bytes", "Bytes of recovery snapshot segments written", ["step"])
+
+# The rankers' HNSW indexes (models/index.py), built in the background.
+INDEX_BUILDS = Counter("freshrec_index_builds", "HNSW index builds swapped in")
+INDEX_BUILD_SECONDS = Histogram(
+    "freshrec_index_build_seconds",
+    "Duration of one background HNSW build",
+    buckets=(0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0),
+)
 
 
 def serve(port: int, host: str = "127.0.0.1") -> None:

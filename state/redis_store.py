@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import redis
 
 from state import metrics
-from state.keys import popular_key, user_key
+from state.keys import DEFAULT_NAMESPACE, list_key, popular_key, user_key
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,26 @@ def connect(url: str, check: bool = True) -> redis.Redis:
                 f"cannot reach Redis at {redact(url)}: {ex}; start Redis or pass --redis-url"
             ) from ex
     return client
+
+
+class ListWrite(NamedTuple):
+    """One list to write: what the rankers emit and the Redis sink turns into a key and a payload."""
+
+    kind: str  # state.keys.USER, ITEM or POPULAR
+    name: str  # the user or item id ("" for the popular list)
+    items: list[str]
+    scores: list[float]
+    event_ts: float  # newest event time the list reflects
+    updated: float  # when it was computed
+    source_ts: tuple[float, ...] = ()  # Kafka timestamps of the events it reflects (freshness)
+
+    def key_value(self, namespace: str) -> tuple[str, bytes]:
+        """The Redis key and JSON value of this list.
+
+        >>> ListWrite("user", "7", ["a"], [0.5], 10.0, 11.0).key_value("ns")
+        ('ns:u:7', b'{"items":["a"],"scores":[0.5],"updated":11.0,"event_ts":10.0}')
+        """
+        return list_key(namespace, self.kind, self.name), payload(self.items, self.scores, self.event_ts, self.updated)
 
 
 def payload(items: Sequence[str], scores: Sequence[float], event_ts: float, updated: float | None = None) -> bytes:
@@ -133,7 +153,11 @@ class RedisWriter:
 
 
 def read_recs(
-    client: redis.Redis, user: str, namespace: str = "freshrec", k: int | None = None, exclude: Iterable[str] = ()
+    client: redis.Redis,
+    user: str,
+    namespace: str = DEFAULT_NAMESPACE,
+    k: int | None = None,
+    exclude: Iterable[str] = (),
 ) -> dict[str, Any]:
     """What an app reads for ``user``, in one round trip.
 

@@ -6,6 +6,7 @@ import orjson
 from kafka import KafkaConsumer
 
 from bench.services import free_port
+from state.keys import item_key, popular_key, user_key
 from state.redis_store import read_recs
 from support import cli, wait_for
 
@@ -33,7 +34,7 @@ def test_events_become_lists_in_redis(start_flow, producer, redis_client, names)
     ns = names["namespace"]
 
     def all_lists():
-        values = redis_client.mget([f"{ns}:u:user{u}" for u in range(6)])
+        values = redis_client.mget([user_key(ns, f"user{u}") for u in range(6)])
         return values if all(values) else None
 
     wait_for(lambda: flow.metric("freshrec_events_total", {"outcome": "applied"}) == len(history()), timeout=30)
@@ -45,9 +46,9 @@ def test_events_become_lists_in_redis(start_flow, producer, redis_client, names)
         assert doc["scores"] == sorted(doc["scores"], reverse=True)
         group = "a" if u % 2 == 0 else "b"
         assert doc["items"][0].startswith(group), (u, doc["items"])  # learned the taste
-    popular = wait_for(lambda: redis_client.get(f"{ns}:popular"))
+    popular = wait_for(lambda: redis_client.get(popular_key(ns)))
     assert orjson.loads(popular)["items"]
-    assert wait_for(lambda: redis_client.get(f"{ns}:i:a1"))
+    assert wait_for(lambda: redis_client.get(item_key(ns, "a1")))
     assert flow.metric("freshrec_events_total", {"outcome": "applied"}) == len(history())
     assert flow.metric("freshrec_freshness_seconds_count") >= len(history())
 
@@ -55,7 +56,7 @@ def test_events_become_lists_in_redis(start_flow, producer, redis_client, names)
 def test_list_changes_after_new_events(start_flow, producer, redis_client, names) -> None:
     flow = start_flow()
     send(producer, names["topic"], history())
-    key = f"{names['namespace']}:u:user0"
+    key = user_key(names["namespace"], "user0")
     wait_for(lambda: flow.metric("freshrec_events_total", {"outcome": "applied"}) == len(history()), timeout=30)
     before = orjson.loads(redis_client.get(key))
     taken = before["items"][:3]
@@ -110,7 +111,7 @@ def test_recs_for_unknown_user_is_the_popular_list(start_flow, producer, redis_c
     start_flow()
     send(producer, names["topic"], history())
     ns = names["namespace"]
-    wait_for(lambda: redis_client.get(f"{ns}:popular"), timeout=30)
+    wait_for(lambda: redis_client.get(popular_key(ns)), timeout=30)
     out = cli("recs", "never-seen", "--k", "5", "--namespace", ns, env=services)
     assert out.returncode == 0, out.stderr
     doc = orjson.loads(out.stdout)

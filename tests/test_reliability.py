@@ -17,6 +17,7 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
+from state.keys import user_key
 from support import wait_for
 
 USERS = 300
@@ -72,7 +73,7 @@ def assert_every_user_current(redis_client, namespace: str, total: int) -> None:
     users = sorted(newest)
 
     def current():
-        values = redis_client.mget([f"{namespace}:u:{u}" for u in users])
+        values = redis_client.mget([user_key(namespace, u) for u in users])
         stale = [u for u, raw in zip(users, values) if raw is None or orjson.loads(raw)["event_ts"] < newest[u] - 1e-6]
         return not stale or None
 

@@ -7,7 +7,7 @@ import time
 import orjson
 from kafka import KafkaConsumer
 
-from bench.synthetic import SyntheticConfig, synthetic_events
+from operators.synthetic import SyntheticConfig, synthetic_events
 from support import cli
 
 

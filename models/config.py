@@ -1,0 +1,67 @@
+"""Hyper-parameters of the model: learning, blending, ranking and the index."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Every setting of learning and ranking, validated on construction.
+
+    Defaults come from the sweeps in ``bench/sweep.py`` and the
+    measurements in ``bench/RESULTS.md``. Every per-user and per-item
+    structure is bounded by a field here. Operators set them with
+    ``--model-config FILE`` (TOML), ``FRESHREC_MODEL_*`` variables or
+    ``--model-*`` flags (``flows/settings.py``).
+    """
+
+    # matrix factorisation (River FunkMF on item factors; a user is the
+    # recency-weighted mean of their recent items' history factors)
+    n_factors: int = 32
+    lr: float = 0.05
+    l2: float = 0.01
+    negatives: int = 1
+    negative_sampling: str = "popular"  # or "uniform"
+    negative_pool: int = 4096  # recent item events sampled for "popular" negatives
+    history: int = 20  # recent items kept per user (MF uses all, co-occurrence the last `window`)
+    history_decay: float = 0.9  # weight of an item `a` places back in the user vector: decay ** a
+    # popularity
+    half_life_s: float = 30 * 86400.0
+    trend_half_life_s: float = 3600.0  # short-term popularity: the "trending" candidates
+    # co-occurrence
+    window: int = 5
+    cooc_row_cap: int = 200  # entries kept per item (2x before pruning)
+    cooc_backward: float = 0.5
+    cooc_recency: float = 0.8
+    seen_cap: int = 1000  # items remembered per user for exclusion
+    # the blend
+    w_mf: float = 1.0
+    w_cooc: float = 1.0
+    w_pop: float = 0.3
+    # two-stage ranking (models/ranking.py) and the HNSW index (models/index.py)
+    exact_max_items: int = 20000  # up to this many items every item is scored; above, candidates only
+    candidates: int = 100  # HNSW neighbours of the user vector
+    popular_candidates: int = 100  # most popular (decayed) and trending items, each
+    index_m: int = 16
+    index_ef: int = 128
+    index_ef_construction: int = 100
+    index_rebuild_s: float = 60.0  # a new index is built in the background this often (while items change)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.negative_sampling not in ("popular", "uniform"):
+            raise ValueError(f"negative_sampling must be 'popular' or 'uniform', got {self.negative_sampling!r}")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+                raise ValueError(f"{f.name} must be >= 0, got {value}")
+        for name in ("n_factors", "history", "window", "cooc_row_cap", "seen_cap", "negative_pool", "index_m"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.window > self.history:
+            raise ValueError(f"window ({self.window}) must be <= history ({self.history})")
+        if not 0 < self.history_decay <= 1 or not 0 < self.cooc_recency <= 1:
+            raise ValueError("history_decay and cooc_recency must be in (0, 1]")
+        if self.half_life_s <= 0 or self.trend_half_life_s <= 0:
+            raise ValueError("half_life_s and trend_half_life_s must be > 0 (math.inf for all-time counts)")

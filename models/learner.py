@@ -1,0 +1,264 @@
+"""The item-side learner: every event updates the factors, popularity and co-occurrence.
+
+One learner sees every event of the cluster (the single writer of the
+item side); the user side sends it :class:`~models.users.LearnInput`, and
+it hands the rankers :class:`~models.items.ItemDelta` batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from models.config import ModelConfig
+from models.ids import KeyIndex
+from models.items import Events, ItemDelta, ItemState
+from models.packing import strings, unstrings
+from models.users import LearnInput
+
+
+class ItemLearner:
+    """Learns the item side from the user side's :class:`~models.users.LearnInput`.
+
+    Examples
+    --------
+    >>> from models.users import UserTable
+    >>> from models.event import Event
+    >>> cfg = ModelConfig(seed=1)
+    >>> users, learner = UserTable(cfg), ItemLearner(cfg)
+    >>> for user, item in [("a", "x"), ("a", "y"), ("b", "x")]:
+    ...     learner.learn(users.learn(Event(user, item, "view", 1.0, 0.0, 0.0)))
+    >>> learner.n_events, learner.state.names
+    (3, ['x', 'y'])
+    >>> d = learner.take_delta(shared=False)
+    >>> d.first, d.names, d.events.item.tolist()
+    (0, ['x', 'y'], [0, 1, 0])
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        self.config = c = config
+        self.state = ItemState(c)
+        self.n_events = 0
+        self.seq = -1  # of the last delta taken
+        self._pool = np.zeros(c.negative_pool, dtype=np.int64)
+        self._rng = np.random.default_rng(c.seed)
+        self._draws: list[float] = []  # uniform [0, 1) draws for negative sampling
+        self._draw_at = 0
+        # Since the last delta: the first new item, learned events, changed factor rows.
+        self._first = 0
+        self._events: list[tuple[int, float, float, tuple[int, ...]]] = []
+        self._rows: set[int] = set()
+        # Since the last checkpoint (state/journal.py): the first new item,
+        # rows whose factors, co-occurrence row or popularity changed.
+        self._j_first = 0
+        self._j_factors: set[int] = set()
+        self._j_cooc: set[int] = set()
+        self._j_pop: set[int] = set()
+
+    def learn(self, li: LearnInput) -> None:
+        """Learn one event."""
+        s, c = self.state, self.config
+        i = s.add(li.item, li.name)
+        get = s.keys.get
+        history = np.array([-1 if k < 0 else get(k, -1) for k in np.frombuffer(li.recent, np.int64).tolist()])
+        window = tuple(history[-c.window :].tolist())
+        s.cooc.learn([j for j in window if j >= 0], i, li.weight)
+        s.pop.learn(i, li.weight, li.ts)
+        s.trend.learn(i, li.weight, li.ts)
+        negatives = self._sample_negatives(len(s))
+        s.mf.learn(history, i, li.weight, negatives)
+        self._pool[self.n_events % c.negative_pool] = i
+        self.n_events += 1
+        self._events.append((i, li.weight, li.ts, window))
+        changed = [i, *negatives, *history[history >= 0].tolist()]
+        self._rows.update(changed)
+        self._j_factors.update(changed)
+        self._j_cooc.add(i)
+        self._j_cooc.update(j for j in window if j >= 0)
+        self._j_pop.add(i)
+
+    def _sample_negatives(self, n_items: int) -> list[int]:
+        k = self.config.negatives
+        if self._draw_at + k > len(self._draws):
+            self._draws = self._rng.random(1024 * k).tolist()  # one RNG call per 1024 events
+            self._draw_at = 0
+        r = self._draws[self._draw_at : self._draw_at + k]
+        self._draw_at += k
+        if self.config.negative_sampling == "popular" and self.n_events >= k:
+            filled = min(self.n_events, self.config.negative_pool)
+            pool = self._pool
+            return [int(pool[int(x * filled)]) for x in r]
+        return [int(x * n_items) for x in r]
+
+    @property
+    def pending(self) -> int:
+        """Events learned since the last delta."""
+        return len(self._events)
+
+    def take_delta(self, shared: bool) -> ItemDelta:
+        """The changes since the previous delta (``shared``: for a ranker that reads this state itself)."""
+        s = self.state
+        self.seq += 1
+        events = Events.of(self._events, self.config.window)
+        rows = np.fromiter(self._rows, dtype=np.int64, count=len(self._rows))
+        rows.sort()
+        first, n = self._first, len(s)
+        if shared:
+            item_rows = history_rows = np.zeros((0, s.mf.n_factors), dtype=np.float32)
+        else:
+            item_rows = s.mf.items.data[rows]
+            history_rows = s.mf.history_factors.data[rows]
+        delta = ItemDelta(
+            self.seq,
+            None,
+            shared,
+            first,
+            s.keys.view()[first:n].copy(),
+            s.names[first:n],
+            events,
+            rows,
+            item_rows,
+            history_rows,
+            np.unique(events.item),
+        )
+        self._first, self._events, self._rows = n, [], set()
+        return delta
+
+    def base_delta(self) -> ItemDelta:
+        """The whole state (the master itself: :meth:`~models.items.ItemDelta.copied` for another thread or process)."""
+        self.take_delta(shared=True)  # what it held is in the base
+        s = self.state
+        empty = Events.of([], self.config.window)
+        none = np.zeros(0, dtype=np.int64)
+        rows = np.zeros((0, s.mf.n_factors), dtype=np.float32)
+        return ItemDelta(self.seq, s, True, 0, none, [], empty, none, rows, rows, np.arange(len(s)))
+
+    # ------------------------------------------------ journal (state/journal.py)
+
+    def rows(self) -> int:
+        return len(self.state)
+
+    def row_bytes(self) -> int:
+        s = self.state
+        n = len(s)
+        entries = sum(r.n for r in s.cooc.rows) / n if n else 0.0
+        return int(8 * s.mf.n_factors + 16 * entries + 64)
+
+    def delta(self) -> dict[str, np.ndarray]:
+        s = self.state
+        n = len(s)
+        first, self._j_first = self._j_first, n
+        factors, cooc, pop = (_sorted(x) for x in (self._j_factors, self._j_cooc, self._j_pop))
+        self._j_factors, self._j_cooc, self._j_pop = set(), set(), set()
+        out = {"first": np.array(first), "keys": s.keys.view()[first:n].copy(), **_names(s.names[first:n])}
+        out.update(self._factor_rows(factors))
+        out.update({f"co/{k}": v for k, v in s.cooc.export(cooc).items()})
+        out["co/rows"] = cooc
+        out["pop/rows"] = pop
+        out["pop/val"], out["trend/val"] = s.pop.raw()[pop], s.trend.raw()[pop]
+        out["pop/rescaled"] = np.array([s.pop.take_rescaled(), s.trend.take_rescaled()])
+        return out
+
+    def slice(self, lo: int, hi: int) -> dict[str, np.ndarray]:
+        s = self.state
+        rows = np.arange(lo, hi)
+        out = {"keys": s.keys.view()[lo:hi].copy(), **_names(s.names[lo:hi])}
+        out.update(self._factor_rows(rows))
+        out.update({f"co/{k}": v for k, v in s.cooc.export(rows).items()})
+        pop_n = min(hi, s.pop.raw().shape[0])
+        out["pop/val"], out["trend/val"] = s.pop.raw()[lo:pop_n], s.trend.raw()[lo:pop_n]
+        return out
+
+    def _factor_rows(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        mf = self.state.mf
+        return {"f/rows": rows, "f/items": mf.items.data[rows], "f/history": mf.history_factors.data[rows]}
+
+    def small(self) -> dict:
+        s = self.state
+        return {
+            "n_events": self.n_events,
+            "items": len(s),
+            "pool": self._pool.copy(),
+            "rng": self._rng.bit_generator.state,
+            "draws": list(self._draws),
+            "draw_at": self._draw_at,
+            "f/items": s.mf.items.meta(),
+            "f/history": s.mf.history_factors.meta(),
+            "pop": s.pop.scalars(),
+            "trend": s.trend.scalars(),
+        }
+
+    def apply_delta(self, a: dict[str, np.ndarray], stale: Callable[[np.ndarray], np.ndarray]) -> None:
+        s = self.state
+        self._place_items(int(a["first"]), a["keys"], unstrings(a["name_len"], a["name"]))
+        self._set_factors(a)
+        rows = a["co/rows"]
+        keep = ~stale(rows)
+        if not keep.all():
+            at = np.concatenate([[0], np.cumsum(a["co/len"])])
+            take = np.concatenate([np.arange(at[j], at[j + 1]) for j in np.flatnonzero(keep)] or [np.zeros(0, int)])
+            a = {**a, "co/len": a["co/len"][keep], "co/total": a["co/total"][keep]}
+            a["co/idx"], a["co/val"] = a["co/idx"][take], a["co/val"][take]
+            rows = rows[keep]
+        s.cooc.set_rows(rows, {k[3:]: v for k, v in a.items() if k.startswith("co/") and k != "co/rows"})
+        pop_factor, trend_factor = a["pop/rescaled"].tolist()
+        s.pop.set_rows(a["pop/rows"], a["pop/val"], pop_factor)
+        s.trend.set_rows(a["pop/rows"], a["trend/val"], trend_factor)
+
+    def apply_slice(self, lo: int, hi: int, a: dict[str, np.ndarray]) -> None:
+        if hi <= lo:
+            return
+        s = self.state
+        self._place_items(lo, a["keys"], unstrings(a["name_len"], a["name"]))
+        self._set_factors(a)
+        s.cooc.set_rows(np.arange(lo, hi), {k[3:]: v for k, v in a.items() if k.startswith("co/")})
+        rows = np.arange(lo, lo + a["pop/val"].shape[0])
+        s.pop.set_rows(rows, a["pop/val"])
+        s.trend.set_rows(rows, a["trend/val"])
+
+    def apply_small(self, small: dict) -> None:
+        s = self.state
+        n = small["items"]
+        keys, names = s.keys.view()[:n].copy(), s.names[:n]
+        s.keys = KeyIndex.of(keys)
+        s.names = names
+        s.mf.items.restore(small["f/items"])
+        s.mf.history_factors.restore(small["f/history"])
+        s.mf.relink()
+        s.pop.set_scalars(small["pop"])
+        s.trend.set_scalars(small["trend"])
+        self.n_events = small["n_events"]
+        self._pool = small["pool"]
+        self._rng.bit_generator.state = small["rng"]
+        self._draws, self._draw_at = small["draws"], small["draw_at"]
+        self._first = self._j_first = n
+        self._events, self._rows = [], set()
+        self._j_factors, self._j_cooc, self._j_pop = set(), set(), set()
+
+    def _place_items(self, first: int, keys: np.ndarray, names: list[str]) -> None:
+        s = self.state
+        end = first + len(names)
+        if s.keys.keys.shape[0] < end:
+            s.keys.keys = np.resize(s.keys.keys, max(end, 2 * s.keys.keys.shape[0]))
+        s.keys.keys[first:end] = keys
+        s.keys.n = max(s.keys.n, end)
+        if len(s.names) < end:
+            s.names.extend([""] * (end - len(s.names)))
+        s.names[first:end] = names
+
+    def _set_factors(self, a: dict[str, np.ndarray]) -> None:
+        mf = self.state.mf
+        mf.items.set_rows(a["f/rows"], a["f/items"])
+        mf.history_factors.set_rows(a["f/rows"], a["f/history"])
+
+
+def _sorted(rows: set[int]) -> np.ndarray:
+    out = np.fromiter(rows, dtype=np.int64, count=len(rows))
+    out.sort()
+    return out
+
+
+def _names(names: list[str]) -> dict[str, np.ndarray]:
+    lens, data = strings(names)
+    return {"name_len": lens, "name": data}

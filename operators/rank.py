@@ -1,0 +1,196 @@
+"""The rank step: one ranker per worker ranks its shard's users and writes the lists.
+
+A ranker keeps a replica of the item side (``models/items.py``), current
+to within one learner broadcast, and its own HNSW index. It ranks the
+users of every :class:`~operators.users.RankBatch` of its shard, checks the
+live hit-rate before it does, and on a timer refreshes the similar-items
+lists of its share of the items (``item key % workers``) and, on worker 0,
+the popular list. Its state is derived from the learner's and is not
+snapshotted: after a restart the learner's first delta rebuilds it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from bytewax.operators import StatefulBatchLogic
+
+from models.arrays import grow
+from models.config import ModelConfig
+from models.items import ItemDelta, Replica
+from models.ranking import Ranker
+from operators.learn import Broadcast
+from operators.users import RankBatch
+from state import metrics
+from state.keys import ITEM, POPULAR, USER
+from state.redis_store import ListWrite
+
+HIT_K = 10  # the live metric is hit-rate@10
+_CATCH_UP_S = 0.25  # next refresh tick while similar-items lists are pending
+_HIT_WINDOW = 10_000
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """What the rankers write.
+
+    Parameters
+    ----------
+    k
+        Length of each user's list.
+    popular_n
+        Length of the popular list.
+    similar_k
+        Length of each similar-items list.
+    refresh_s
+        Seconds between refreshes of the popular and similar-items lists.
+    refresh_budget_s
+        Most seconds of similar-items work per timer tick: the lists of
+        changed items are refreshed in blocks until the budget is spent,
+        and the rest follow on ticks ``_CATCH_UP_S`` apart, so a refresh
+        never stalls the event path for long.
+    """
+
+    k: int = 20
+    popular_n: int = 100
+    similar_k: int = 20
+    refresh_s: float = 2.0
+    refresh_budget_s: float = 0.02
+
+
+class _HitWindow:
+    """The live hit-rate over the last checks of every ranker of this process."""
+
+    def __init__(self) -> None:
+        self._hits = np.zeros(_HIT_WINDOW, dtype=np.bool_)
+        self._n = 0
+        self._lock = threading.Lock()
+
+    def add(self, hits: list[bool]) -> None:
+        with self._lock:
+            for hit in hits:
+                self._hits[self._n % _HIT_WINDOW] = hit
+                self._n += 1
+            metrics.HIT_RATE.set(float(self._hits[: min(self._n, _HIT_WINDOW)].mean()))
+
+
+_HITS = _HitWindow()
+
+
+class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
+    """Apply item deltas, rank user batches, refresh item and popular lists.
+
+    Its shard (worker) index comes with its first value.
+    """
+
+    def __init__(self, workers: int, config: ModelConfig, serve: ServeConfig) -> None:
+        self.shard = -1
+        self.workers = workers
+        self.serve = serve
+        self.replica = Replica()
+        self.ranker = Ranker(config, self.replica)
+        self._served = np.full((0, HIT_K), -1, dtype=np.int64)  # item keys last served, by shard row
+        self._waiting: list[RankBatch] = []  # until the first delta brings the item state
+        self._pending: dict[int, None] = {}  # items (dense) whose similar-items lists are due, oldest first
+        self._popular_due = False
+        self._next_refresh = datetime.now(UTC) + timedelta(seconds=serve.refresh_s)
+
+    def on_batch(self, values: list[RankBatch | Broadcast]) -> tuple[list[ListWrite], bool]:
+        batches = self._waiting
+        for v in values:
+            self.shard = v.shard
+            if isinstance(v, Broadcast):
+                self._apply(v.delta)
+            else:
+                batches.append(v)
+        if not self.ranker.ready:
+            return [], StatefulBatchLogic.RETAIN
+        self._waiting = []
+        writes = self._rank(batches) if batches else []
+        if self.ranker.maintain():
+            metrics.INDEX_BUILDS.inc()
+            metrics.INDEX_BUILD_SECONDS.observe(self.ranker.index.current.build_s)  # type: ignore[union-attr]
+        return writes, StatefulBatchLogic.RETAIN
+
+    def _apply(self, delta: ItemDelta) -> None:
+        self.replica.apply(delta)
+        if self.replica.state is None:
+            return
+        self.ranker.changed()
+        keys = self.replica.state.keys.keys
+        mine = delta.active[keys[delta.active] % self.workers == self.shard]
+        for i in mine.tolist():
+            self._pending[i] = None
+        self._popular_due = self._popular_due or bool(delta.active.size)
+
+    def _rank(self, batches: list[RankBatch]) -> list[ListWrite]:
+        items = [item for b in batches for item in b.users]
+        rows = [item.view.row for item in items]
+        self._served = grow(self._served, max(rows) + 1, fill=-1)
+        served = self._served
+        hits = []
+        for item, row in zip(items, rows):
+            if served[row, 0] >= 0:
+                hits += [key in served[row] for key in item.items]
+        ranked = self.ranker.rank([item.view for item in items], self.serve.k)
+        now = time.time()
+        writes = []
+        for item, row, r in zip(items, rows, ranked):
+            top = r.keys[:HIT_K]
+            served[row] = -1
+            served[row, : len(top)] = top
+            writes.append(ListWrite(USER, item.view.user, r.items, r.scores, item.event_ts, now, item.source_ts))
+        if hits:
+            metrics.PREQ_CHECKS.inc(len(hits))
+            metrics.PREQ_HITS.inc(sum(hits))
+            _HITS.add(hits)
+        return writes
+
+    def on_notify(self) -> tuple[list[ListWrite], bool]:
+        writes = self.refresh_lists() if self.ranker.ready else []
+        wait = _CATCH_UP_S if self._pending else self.serve.refresh_s
+        self._next_refresh = datetime.now(UTC) + timedelta(seconds=wait)
+        return writes, StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[list[ListWrite], bool]:
+        writes = []
+        if self.ranker.ready:
+            while self._pending or self._popular_due:
+                writes += self.refresh_lists()
+        return writes, StatefulBatchLogic.RETAIN
+
+    def notify_at(self) -> datetime:
+        return self._next_refresh
+
+    def refresh_lists(self) -> list[ListWrite]:
+        """The popular list (worker 0), then similar-items lists of changed items within the time budget.
+
+        Oldest changes first; items changed again while waiting keep their place.
+        """
+        s = self.serve
+        state = self.ranker.state
+        now = state.pop.now
+        writes = []
+        if self._popular_due and self.shard == 0:
+            top = self.ranker.popular(s.popular_n)
+            writes.append(ListWrite(POPULAR, "", top.items, top.scores, now, time.time()))
+        self._popular_due = False
+        if not self._pending:
+            return writes
+        deadline = time.perf_counter() + s.refresh_budget_s
+        names = state.names
+        pending = list(self._pending)
+        block = 64
+        for done, (i, sim) in enumerate(zip(pending, self.ranker.similar(np.array(pending), s.similar_k)), 1):
+            writes.append(ListWrite(ITEM, names[i], sim.items, sim.scores, now, time.time()))
+            del self._pending[i]
+            if done % block == 0 and time.perf_counter() > deadline:
+                break  # a block's lists are computed together; stop between blocks
+        return writes
+
+    def snapshot(self) -> None:
+        return None  # derived from the learner's state, rebuilt by its first delta after a restart
