@@ -37,10 +37,10 @@ import redis
 from kafka import KafkaProducer
 
 from bench.measure import Process, drain, start_flow
-from operators.synthetic import SyntheticConfig, synthetic_events
 from models.event import Event
 from operators.kafka_io import ensure_topics
 from operators.local_io import event_json
+from operators.synthetic import SyntheticConfig, synthetic_events
 from state.keys import user_key
 from state.metrics import total
 

@@ -7,6 +7,7 @@ import logging
 import signal
 import subprocess
 import sys
+import time
 from datetime import timedelta
 
 import orjson
@@ -120,8 +121,15 @@ def _run_local_cluster(s: Settings) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    # The cluster lives and dies together: when one process ends, the others are stopped.
+    while all(child.poll() is None for child in children):
+        time.sleep(0.2)
+    first = next(c for c in children if c.poll() is not None)
+    forward(signal.SIGTERM, None)
     codes = [child.wait() for child in children]
     failed = [c for c in codes if c != 0]
+    if first.returncode != 0:
+        return first.returncode
     return failed[0] if failed else 0
 
 

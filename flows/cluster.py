@@ -110,7 +110,14 @@ def prepare(settings: Settings, topology: Topology, environ: Mapping[str, str] |
         local = range(topology.first_worker, topology.first_worker + topology.workers_per_process)
         prepare_recovery_dir(Path(settings.recovery_dir), topology.workers, local)
     if settings.metrics_port:
-        metrics.serve(settings.metrics_port + topology.process, settings.metrics_host)
+        port = settings.metrics_port + topology.process
+        try:
+            metrics.serve(port, settings.metrics_host)
+        except OSError as ex:
+            raise OSError(
+                f"cannot serve metrics on {settings.metrics_host}:{port} ({ex.strerror}); pass another --metrics-port "
+                "(process i of a cluster serves on PORT+i) or 0 for none"
+            ) from ex
     # The model is millions of small objects (seen rings, co-occurrence
     # rows) and makes no reference cycles; collecting young objects every
     # 100,000 allocations instead of 700 gave the drain 3% (bench/RESULTS.md).

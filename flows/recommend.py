@@ -10,9 +10,9 @@ topology and recovery directory from bytewax.run's own flags).
 Every worker runs a user shard and a ranker, keyed so that they land on
 that worker (``operators/routing.py``); worker 0 also runs the learner::
 
-    input -> parse -> users[shard of user] -+-> learner (one key) -> item deltas -+
-                         \\-> dead letters    |                                   v
-                                             +--------- rank batches ----> rank[shard] -> Redis
+    input -> route (parse, group by shard) -> users[shard] -+-> learner (one key) -> item deltas -+
+                 \\-> dead letters                          |                                   v
+                                                            +-------- rank batches -----> rank[shard] -> Redis
 """
 
 from __future__ import annotations
@@ -27,19 +27,19 @@ from bytewax.outputs import DynamicSink
 
 from flows.cluster import Topology, bytewax_run_args, prepare
 from flows.settings import Settings
-from models.event import Event
+from models.users import LearnBatch
 from operators.kafka_io import DeadLetterSink, KafkaSource
 from operators.learn import LearnerLogic
-from operators.parse import Message, Rejected, parse
+from operators.parse import Message, Rejected
 from operators.rank import RankerLogic
-from operators.routing import shard_of, worker_keys
+from operators.routing import shard_bounds, worker_keys
 from operators.serve import RedisSink
 from operators.snapshots import Snapshots
-from operators.users import LearnBatch, UserShardLogic
+from operators.users import EventBatch, UserShardLogic, route
 
 
-def _is_event(x: Event | Rejected) -> TypeGuard[Event]:
-    return isinstance(x, Event)
+def _is_rejected(x: object) -> TypeGuard[Rejected]:
+    return isinstance(x, Rejected)
 
 
 def build_flow(
@@ -70,9 +70,11 @@ def build_flow(
     workers = topology.workers
     keys = worker_keys("shard", workers)  # keys[w] lands on worker w: its user shard and its ranker
     learner_key = keys[0]
+    bounds = shard_bounds(workers, s.learner_share if workers > 1 else 1.0)
     model, serve = s.model_config(), s.serve_config()
     parse_config = s.parse_config()
-    snapshots = Snapshots(Path(s.recovery_dir), {"workers": workers}) if s.recovery_dir else None
+    topology_meta = {"workers": workers, "shard_bounds": bounds}
+    snapshots = Snapshots(Path(s.recovery_dir), topology_meta) if s.recovery_dir else None
     if source is None:
         source = KafkaSource(s.kafka, s.topic, s.kafka_extra(), max_records=s.max_batch)
     if dead_letters is None:
@@ -80,11 +82,14 @@ def build_flow(
 
     flow = Dataflow("freshrec")
     messages = op.input("input", flow, source)
-    parsed = op.map("parse", messages, lambda m: parse(m.value, m.ts, parse_config))
-    valid = op.branch("valid", parsed, _is_event)
-    op.output("dead_letters", cast(op.Stream[Rejected], valid.falses), dead_letters)  # all that is not an Event
-    by_user = op.key_on("shard", valid.trues, lambda e: keys[shard_of(e.user, workers)])
-    users = op.stateful_batch("users", by_user, lambda resume: UserShardLogic(model, workers, snapshots, resume))
+    routed = op.flat_map_batch("route", messages, lambda batch: route(batch, parse_config, keys, bounds))
+    valid = op.branch("valid", routed, _is_rejected)
+    op.output("dead_letters", valid.trues, dead_letters)
+    users = op.stateful_batch(
+        "users",
+        cast(op.KeyedStream[EventBatch], valid.falses),
+        lambda resume: UserShardLogic(model, bounds, snapshots, resume),
+    )
     split = op.branch("split", users, lambda kv: isinstance(kv[1], LearnBatch))
     to_learner = op.map("to_learner", split.trues, lambda kv: (learner_key, kv[1]))
     deltas = op.stateful_batch(

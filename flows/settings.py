@@ -81,6 +81,10 @@ class Settings:
     addresses: str = field(
         default="", metadata={"help": "HOST:PORT of every process of the cluster, ';'-separated, the same everywhere"}
     )
+    learner_share: float = field(
+        default=0.5,
+        metadata={"help": "users of the learner's worker (worker 0) relative to another worker's, 0..1"},
+    )
     max_batch: int = field(
         default=4096, metadata={"help": "most events per poll, learned as one batch (a user in it is ranked once)"}
     )
@@ -96,6 +100,8 @@ class Settings:
         for name in ("k", "workers", "processes", "max_batch", "max_message_bytes", "max_id_bytes", "partitions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{_env(name)}={getattr(self, name)} must be >= 1")
+        if not 0 < self.learner_share <= 1:
+            raise ValueError(f"FRESHREC_LEARNER_SHARE={self.learner_share} must be in (0, 1]")
         for name in ("refresh_s", "broadcast_s", "snapshot_interval_s"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):

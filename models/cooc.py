@@ -142,9 +142,7 @@ class CoOccurrence:
         for r, items in enumerate(recent.tolist()):
             weight = 1.0
             for j in reversed(items):
-                if j < 0:
-                    break  # empty slots lead
-                if j < n and rows[j].n:
+                if 0 <= j < n and rows[j].n:  # -1: an empty slot, or an item this copy does not know yet
                     row = rows[j]
                     owners.append(r)
                     idx.append(row.idx[: row.n])

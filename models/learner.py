@@ -15,7 +15,7 @@ from models.config import ModelConfig
 from models.ids import KeyIndex
 from models.items import Events, ItemDelta, ItemState
 from models.packing import strings, unstrings
-from models.users import LearnInput
+from models.users import LearnBatch, LearnInput
 
 
 class ItemLearner:
@@ -58,19 +58,31 @@ class ItemLearner:
 
     def learn(self, li: LearnInput) -> None:
         """Learn one event."""
+        self.learn_one(li.item, li.name, li.weight, li.ts, li.recent)
+
+    def learn_batch(self, batch: LearnBatch) -> None:
+        """Learn every event of a batch, in order."""
+        learn_one = self.learn_one
+        for key, name, weight, ts, recent in zip(
+            batch.keys.tolist(), batch.names, batch.weights.tolist(), batch.ts.tolist(), batch.recent
+        ):
+            learn_one(key, name, weight, ts, recent)
+
+    def learn_one(self, key: int, name: str, weight: float, ts: float, recent: np.ndarray) -> None:
+        """Learn one event: item ``key`` (id ``name``) of ``weight`` at ``ts``, after the user's ``recent`` item keys."""
         s, c = self.state, self.config
-        i = s.add(li.item, li.name)
+        i = s.add(key, name)
         get = s.keys.get
-        history = np.array([-1 if k < 0 else get(k, -1) for k in np.frombuffer(li.recent, np.int64).tolist()])
+        history = np.array([-1 if k < 0 else get(k, -1) for k in recent.tolist()])
         window = tuple(history[-c.window :].tolist())
-        s.cooc.learn([j for j in window if j >= 0], i, li.weight)
-        s.pop.learn(i, li.weight, li.ts)
-        s.trend.learn(i, li.weight, li.ts)
+        s.cooc.learn([j for j in window if j >= 0], i, weight)
+        s.pop.learn(i, weight, ts)
+        s.trend.learn(i, weight, ts)
         negatives = self._sample_negatives(len(s))
-        s.mf.learn(history, i, li.weight, negatives)
+        s.mf.learn(history, i, weight, negatives)
         self._pool[self.n_events % c.negative_pool] = i
         self.n_events += 1
-        self._events.append((i, li.weight, li.ts, window))
+        self._events.append((i, weight, ts, window))
         changed = [i, *negatives, *history[history >= 0].tolist()]
         self._rows.update(changed)
         self._j_factors.update(changed)

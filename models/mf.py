@@ -113,15 +113,17 @@ def history_weights(history: int, decay: float) -> np.ndarray:
 
 
 def user_vectors(history: np.ndarray, factors: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """User vectors of many recent-items rows ``(users, history)`` of dense indexes (-1: empty).
+    """User vectors of many recent-items rows ``(users, history)`` of dense indexes (-1: empty or unknown).
 
-    Each is the weighted mean of the rows of ``factors`` its items index;
-    a user with no known item gets a zero vector.
+    Each is the weighted mean of the rows of ``factors`` its known items
+    index, the newest known item weighing ``weights[-1]``, the one before
+    ``weights[-2]`` and so on (as :meth:`HistoryMF.user_vector`); a user with
+    no known item gets a zero vector.
     """
     valid = history >= 0
-    w = np.where(valid, weights, np.float32(0.0))
-    total = w.sum(axis=1, keepdims=True)
-    w /= np.maximum(total, np.float32(1e-12))
+    age = np.cumsum(valid[:, ::-1], axis=1)[:, ::-1]  # 1 for the newest known item, 2 for the one before, ...
+    w = np.where(valid, weights[np.clip(weights.shape[0] - age, 0, weights.shape[0] - 1)], np.float32(0.0))
+    w /= np.maximum(w.sum(axis=1, keepdims=True), np.float32(1e-12))
     gathered = factors[np.where(valid, history, 0)]  # (users, history, n_factors)
     return np.einsum("uh,uhf->uf", w, gathered).astype(np.float32, copy=False)
 
@@ -159,6 +161,10 @@ class HistoryMF:
         self.items = Factors(n_factors, 0.1, seed)  # River's item latents: "output" factors
         self.history_factors = Factors(n_factors, 0.1, seed + 1)  # "input" factors a user is built from
         self.weights = history_weights(history, decay)
+        # _norm[m]: the weights of a history whose last m slots are filled, summing to one
+        self._norm = [np.zeros(0, dtype=np.float32)] + [
+            (self.weights[-m:] / self.weights[-m:].sum()).astype(np.float32) for m in range(1, history + 1)
+        ]
         self._user = np.zeros((1, n_factors), dtype=np.float32)  # River's one user: the current user vector
         self._river = reco.FunkMF(n_factors=n_factors, optimizer=optim.SGD(lr), loss=WeightedLog(), l2=l2, seed=seed)
         self._link()
@@ -185,19 +191,29 @@ class HistoryMF:
 
     def user_vector(self, history: np.ndarray) -> np.ndarray:
         """The vector of one recent-items row of dense indexes (-1: empty)."""
-        return user_vectors(history[None, :], self.history_factors.matrix, self.weights)[0]
+        rows = history[history >= 0]
+        if rows.shape[0] == 0:
+            return np.zeros(self.n_factors, dtype=np.float32)
+        return self._norm[rows.shape[0]] @ self.history_factors.data[rows]
 
     def learn(self, history: np.ndarray, item: int, weight: float, negatives: list[int]) -> None:
         """One positive of ``weight`` and one negative per sampled item, for the user ``history`` describes."""
-        valid = history >= 0
-        start = self.user_vector(history)
+        rows = history[history >= 0]
+        m = rows.shape[0]
+        if m:
+            w = self._norm[m]
+            start = w @ self.history_factors.data[rows]
+        else:
+            start = np.zeros(self.n_factors, dtype=np.float32)
         self._user[0] = start
         learn_one = self._river.learn_one
         learn_one(0, item, weight)
         for neg in negatives:
             if neg != item:
                 learn_one(0, neg, 0.0)
-        if valid.any():
-            rows = history[valid]
-            w = self.weights[valid]
-            np.add.at(self.history_factors.data, rows, (w / w.sum())[:, None] * (self._user[0] - start))
+        if m:
+            step = w[:, None] * (self._user[0] - start)
+            if np.unique(rows).shape[0] == m:
+                self.history_factors.data[rows] += step
+            else:  # an item twice in the history: add.at sums both shares
+                np.add.at(self.history_factors.data, rows, step)

@@ -130,6 +130,8 @@ class Ranker:
         if not views:
             return []
         two_stage = self.uses_index() if exact is None else (not exact and self.index.current is not None)
+        if len(views) == 1 and not two_stage:
+            return [self._exact_one(views[0], k)]  # the evaluation's path: 1-D arrays cost less
         out: list[Ranked] = []
         for start in range(0, len(views), BLOCK):
             chunk = views[start : start + BLOCK]
@@ -180,7 +182,26 @@ class Ranker:
         score = self._base_scores(b.vectors, None)
         score[b.co_user, b.co_item] += b.co_val  # a repeated pair carries the same value: exact
         score[b.ex_user, b.ex_item] = -math.inf
-        return [self._named(top, score[row, top]) for row, top in enumerate(top_k_rows(score, k))]
+        tops = top_k_rows(score, k)
+        rows = np.repeat(np.arange(len(tops)), [t.shape[0] for t in tops])
+        return self._named_many(tops, score[rows, np.concatenate(tops)] if tops else np.zeros(0))
+
+    def _exact_one(self, view: UserView, k: int) -> Ranked:
+        """:meth:`_exact` for one user, with 1-D arrays."""
+        s, c = self.state, self.config
+        get = s.keys.get
+        recent = np.array([get(key, -1) if key >= 0 else -1 for key in view.recent.tolist()], dtype=np.int64)
+        seen = s.dense(view.seen)
+        seen = seen[seen >= 0]
+        vector = s.mf.user_vector(recent)
+        row = self._base_scores(vector[None, :], None)[0]
+        none = np.zeros(0, dtype=np.int64)
+        _, co_item, co_val, peak = s.cooc.scores(recent[None, -c.window :], (np.zeros(seen.shape[0], np.int64), seen))
+        if c.w_cooc and co_val.size and peak[0] > 0:
+            row[co_item] += co_val * (c.w_cooc / self._unit()[1] / peak[0])
+        row[seen if seen.size else none] = -math.inf
+        top = top_finite(row, k)
+        return self._named(top, row[top])
 
     def _two_stage(self, b: _Block, k: int) -> list[Ranked]:
         s = self.state
@@ -210,6 +231,22 @@ class Ranker:
             self._popular_top, self._trending_top = s.pop.top(n), s.trend.top(n)
             self._candidates_at = now
         return np.concatenate([self._popular_top, self._trending_top])
+
+    def _named_many(self, tops: list[np.ndarray], scores: np.ndarray) -> list[Ranked]:
+        """:meth:`_named` of many lists at once: ``scores`` holds theirs, concatenated."""
+        s = self.state
+        half, unit = self._unit()
+        idx = np.concatenate(tops) if tops else np.zeros(0, dtype=np.int64)
+        names = s.names
+        all_names = [names[j] for j in idx.tolist()]
+        values = (scores.astype(np.float64) * unit + half).round(6).tolist()
+        keys = s.keys.keys[idx].tolist()
+        out, at = [], 0
+        for t in tops:
+            end = at + t.shape[0]
+            out.append(Ranked(all_names[at:end], values[at:end], keys[at:end]))
+            at = end
+        return out
 
     def _named(self, idx: np.ndarray, score: np.ndarray) -> Ranked:
         s = self.state

@@ -28,7 +28,24 @@ class LearnInput(NamedTuple):
     name: str  # item id, for the lists in Redis
     weight: float
     ts: float
-    recent: bytes  # the user's recent item keys before the event (int64, oldest first, EMPTY in unused slots)
+    recent: np.ndarray  # the user's recent item keys before the event (oldest first, EMPTY in unused slots)
+
+
+class LearnBatch(NamedTuple):
+    """Many :class:`LearnInput` as columns: what a shard sends the learner per batch (cheap to pickle)."""
+
+    keys: np.ndarray
+    names: list[str]
+    weights: np.ndarray
+    ts: np.ndarray
+    recent: np.ndarray  # (events, history)
+
+    @classmethod
+    def of(cls, inputs: list[LearnInput], history: int) -> LearnBatch:
+        if not inputs:
+            return cls(np.zeros(0, np.int64), [], np.zeros(0), np.zeros(0), np.zeros((0, history), np.int64))
+        keys, names, weights, ts, recent = zip(*inputs)
+        return cls(np.array(keys, dtype=np.int64), list(names), np.array(weights), np.array(ts), np.stack(recent))
 
 
 class UserView(NamedTuple):
@@ -53,7 +70,7 @@ class UserTable:
     >>> t = UserTable(ModelConfig(history=3, window=2))
     >>> li = t.learn(Event("ann", "x", "view", 1.0, 0.0, 0.0))
     >>> li = t.learn(Event("ann", "y", "view", 1.0, 1.0, 1.0))
-    >>> np.frombuffer(li.recent, dtype=np.int64).tolist() == [-1, -1, item_key("x")]
+    >>> li.recent.tolist() == [-1, -1, item_key("x")]
     True
     >>> v = t.view("ann")
     >>> sorted(v.seen.tolist()) == sorted([item_key("x"), item_key("y")]), t.view("bob")
@@ -83,7 +100,7 @@ class UserTable:
             self._add_row()
         key = item_key(event.item)
         recent = self.recent[u]
-        before = recent.tobytes()
+        before = recent.copy()
         if recent[-1] != key:
             recent[:-1] = recent[1:]
             recent[-1] = key

@@ -1,6 +1,6 @@
 """The learner step: the single writer of the item side, broadcasting what changed to every ranker.
 
-Every user shard sends its :class:`~operators.users.LearnBatch` here (one
+Every user shard sends its :class:`~models.users.LearnBatch` here (one
 key, on worker 0). At most every ``broadcast_s`` the learner hands each
 ranker an :class:`~models.items.ItemDelta`: the first one after a start
 carries the whole item state, the later ones what changed. The ranker on
@@ -19,8 +19,8 @@ from bytewax.operators import StatefulBatchLogic
 from models.config import ModelConfig
 from models.items import ItemDelta
 from models.learner import ItemLearner
+from models.users import LearnBatch
 from operators.snapshots import Snapshots
-from operators.users import LearnBatch
 from state import metrics
 from state.journal import Manifest
 
@@ -65,10 +65,8 @@ class LearnerLogic(StatefulBatchLogic[LearnBatch, tuple[str, Broadcast], Manifes
         self._gauges()
 
     def on_batch(self, batches: list[LearnBatch]) -> tuple[list[tuple[str, Broadcast]], bool]:
-        learn = self.learner.learn
         for batch in batches:
-            for li in batch.inputs:
-                learn(li)
+            self.learner.learn_batch(batch)
         self._gauges()
         if time.monotonic() - self._last >= self._every:
             return self._flush(), StatefulBatchLogic.RETAIN

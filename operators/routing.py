@@ -12,8 +12,10 @@ rankers) uses those keys.
 
 from __future__ import annotations
 
+import bisect
 import struct
 import zlib
+from collections.abc import Sequence
 
 _M = 0xFFFFFFFFFFFFFFFF
 
@@ -89,10 +91,30 @@ def worker_keys(prefix: str, workers: int) -> list[str]:
     return [k for k in keys if k is not None]
 
 
-def shard_of(user: str, shards: int) -> int:
+def shard_bounds(workers: int, learner_share: float) -> list[float]:
+    """Upper bounds in ``[0, 1)`` of each shard's slice of the user hash space.
+
+    Shard 0 sits on the learner's worker, which also learns every event of
+    the cluster, so it takes ``learner_share`` of the users another shard
+    takes (1: an even spread).
+
+    >>> shard_bounds(3, 0.5)
+    [0.2, 0.6, 1.0]
+    """
+    weights = [learner_share] + [1.0] * (workers - 1)
+    total, acc, out = sum(weights), 0.0, []
+    for w in weights:
+        acc += w
+        out.append(round(acc / total, 12))
+    out[-1] = 1.0
+    return out
+
+
+def shard_of(user: str, bounds: Sequence[float]) -> int:
     """The shard (worker) that owns ``user``'s state: a stable hash, the same in every process.
 
-    >>> shard_of("alice", 1), shard_of("alice", 4) == shard_of("alice", 4)
+    >>> shard_of("alice", [1.0]), shard_of("alice", shard_bounds(4, 1.0)) == shard_of("alice", shard_bounds(4, 1.0))
     (0, True)
     """
-    return zlib.crc32(user.encode("utf-8", "surrogatepass")) % shards
+    h = zlib.crc32(user.encode("utf-8", "surrogatepass")) / 4294967296.0
+    return min(bisect.bisect_right(bounds, h), len(bounds) - 1)

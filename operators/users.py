@@ -1,30 +1,69 @@
 """The user step: each shard (one per worker) applies its users' events and hands them on.
 
+:func:`route` parses each input batch and groups its events by shard.
 Every event updates its user's recent and seen items at once. Per batch
-the shard emits one :class:`LearnBatch` for the item-side learner and one
-:class:`RankBatch` for the ranker of its own worker, so a user's new list
-never waits for the learner.
+the shard emits one :class:`~models.users.LearnBatch` for the item-side
+learner and one :class:`RankBatch` for the ranker of its own worker, so
+a user's new list never waits for the learner.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 from bytewax.operators import StatefulBatchLogic
 
 from models.config import ModelConfig
 from models.event import Event
-from models.users import LearnInput, UserTable, UserView
+from models.users import LearnBatch, UserTable, UserView
+from operators.parse import Message, ParseConfig, parse
 from operators.routing import shard_of
 from operators.snapshots import Snapshots
 from state import metrics
 from state.journal import Journal, Manifest
 
 
-class LearnBatch(NamedTuple):
-    """The learner's share of one user-step batch."""
+class EventBatch(NamedTuple):
+    """The events of one input batch that belong to one shard, in order.
 
-    inputs: list[LearnInput]
+    Between processes it travels as columns: one pickle of a few lists
+    instead of one object per event.
+    """
+
+    events: list[Event]
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        ev = self.events
+        return _events, (
+            [e.user for e in ev],
+            [e.item for e in ev],
+            [e.kind for e in ev],
+            np.array([e.weight for e in ev]),
+            np.array([e.ts for e in ev]),
+            np.array([e.source_ts for e in ev]),
+            [e.value for e in ev],
+        )
+
+
+def _events(users, items, kinds, weights, ts, source_ts, values) -> EventBatch:  # type: ignore[no-untyped-def]
+    return EventBatch(
+        [Event(*f) for f in zip(users, items, kinds, weights.tolist(), ts.tolist(), source_ts.tolist(), values)]
+    )
+
+
+def route(messages: list[Message], config: ParseConfig, keys: list[str], bounds: list[float]) -> list[object]:
+    """Parse a batch of messages: the rejected ones, then one ``(shard key, EventBatch)`` per shard reached."""
+    out: list[object] = []
+    shards: dict[int, list[Event]] = {}
+    for m in messages:
+        got = parse(m.value, m.ts, config)
+        if isinstance(got, Event):
+            shards.setdefault(shard_of(got.user, bounds), []).append(got)
+        else:
+            out.append(got)
+    out += [(keys[shard], EventBatch(events)) for shard, events in shards.items()]
+    return out
 
 
 class RankItem(NamedTuple):
@@ -43,15 +82,17 @@ class RankBatch(NamedTuple):
     users: list[RankItem]
 
 
-class UserShardLogic(StatefulBatchLogic[Event, LearnBatch | RankBatch, Manifest | None]):
+class UserShardLogic(StatefulBatchLogic[EventBatch, LearnBatch | RankBatch, Manifest | None]):
     """One shard of the user side; its snapshot is a journal manifest (``state/journal.py``).
 
     Bytewax builds a logic without telling it its key: a shard learns its
     index from its first event (or its snapshot).
     """
 
-    def __init__(self, config: ModelConfig, workers: int, snapshots: Snapshots | None, resume: Manifest | None) -> None:
-        self.workers = workers
+    def __init__(
+        self, config: ModelConfig, bounds: list[float], snapshots: Snapshots | None, resume: Manifest | None
+    ) -> None:
+        self.bounds = bounds
         self._snapshots = snapshots
         self._journal: Journal | None = None
         self.shard = -1
@@ -67,9 +108,10 @@ class UserShardLogic(StatefulBatchLogic[Event, LearnBatch | RankBatch, Manifest 
         if self._snapshots is not None:
             self._journal = self._snapshots.journal(f"users-{shard}", shard=shard)
 
-    def on_batch(self, events: list[Event]) -> tuple[list[LearnBatch | RankBatch], bool]:
+    def on_batch(self, batches: list[EventBatch]) -> tuple[list[LearnBatch | RankBatch], bool]:
+        events = [e for b in batches for e in b.events]
         if self.shard < 0:
-            self._open(shard_of(events[0].user, self.workers))
+            self._open(shard_of(events[0].user, self.bounds))
         table = self.table
         before = len(table)
         learn = []
@@ -86,7 +128,7 @@ class UserShardLogic(StatefulBatchLogic[Event, LearnBatch | RankBatch, Manifest 
         metrics.EVENTS.labels("applied", "").inc(len(events))
         metrics.BATCH_SIZE.observe(len(events))
         metrics.USERS.inc(len(table) - before)
-        return [LearnBatch(learn), RankBatch(self.shard, rank)], StatefulBatchLogic.RETAIN
+        return [LearnBatch.of(learn, table.config.history), RankBatch(self.shard, rank)], StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> Manifest | None:
         if self._journal is None:

@@ -9,7 +9,7 @@ import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSource, cluster_main
 
-from operators.routing import bytewax_worker, shard_of, worker_keys
+from operators.routing import bytewax_worker, shard_bounds, shard_of, worker_keys
 
 
 class _Pass(op.StatefulBatchLogic):
@@ -38,8 +38,8 @@ def test_keys_land_where_routing_says(workers: int) -> None:
     assert [landed[k] for k in worker_keys("shard", workers)] == list(range(workers))
 
 
-def test_users_spread_evenly_over_shards() -> None:
-    counts = [0, 0]
-    for u in range(10_000):
-        counts[shard_of(f"user-{u}", 2)] += 1
-    assert abs(counts[0] - counts[1]) < 400
+def test_users_spread_over_shards_by_their_weights() -> None:
+    counts = [0, 0, 0]
+    for u in range(30_000):
+        counts[shard_of(f"user-{u}", shard_bounds(3, 0.5))] += 1
+    assert abs(counts[0] - 6_000) < 400 and abs(counts[1] - 12_000) < 500 and abs(counts[2] - 12_000) < 500
