@@ -15,30 +15,31 @@ import sys
 import time
 from pathlib import Path
 
-from bench.services import ROOT, free_port
+from bench.services import ROOT, free_ports
 from state.keys import user_key
 from state.metrics import scrape, total
 
-USERS = 100_000  # of freshrec replay --synthetic
-
 
 class Process:
-    """A metrics-exporting pipeline process (``freshrec run`` or the naive loop)."""
+    """A metrics-exporting pipeline (``freshrec run``, several processes of it, or the naive loop)."""
 
-    def __init__(self, cmd: list[str], port: int, log_dir: Path, name: str, cwd: Path = ROOT) -> None:
-        self.port = port
+    def __init__(
+        self, cmd: list[str], port: int, log_dir: Path, name: str, cwd: Path = ROOT, processes: int = 1
+    ) -> None:
+        self.ports = [port + i for i in range(processes)]  # process i serves on PORT+i
         self.log = open(log_dir / f"{name}.log", "wb")  # noqa: SIM115 (closed in stop)
         self.started = time.monotonic()
         self.proc = subprocess.Popen(cmd, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
-        while not scrape(port):
+        while not all(scrape(p) for p in self.ports):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{name} did not start; see {self.log.name}")
             time.sleep(0.1)
         self.startup_s = time.monotonic() - self.started
 
     def samples(self) -> list:
-        return scrape(self.port)
+        """The samples of every process, together (sums over them are the cluster's)."""
+        return [sample for p in self.ports for sample in scrape(p)]
 
     def applied(self) -> float:
         return total(self.samples(), "freshrec_events_total", {"outcome": "applied"})
@@ -47,7 +48,7 @@ class Process:
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(20)
+                self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
@@ -55,16 +56,26 @@ class Process:
 
 
 def start_flow(
-    kafka: str, topic: str, redis_url: str, namespace: str, log_dir: Path, name: str, *extra: str, cwd: Path = ROOT
+    kafka: str,
+    topic: str,
+    redis_url: str,
+    namespace: str,
+    log_dir: Path,
+    name: str,
+    *extra: str,
+    cwd: Path = ROOT,
+    processes: int = 1,
 ) -> Process:
-    """``freshrec run`` from the source tree ``cwd`` with metrics on a free port; returns once they answer."""
-    port = free_port()
+    """``freshrec run`` from the source tree ``cwd`` with metrics on free ports; returns once they answer."""
+    port = free_ports(processes)
     cmd = [sys.executable, "-m", "flows.cli", "run", "--kafka", kafka, "--topic", topic, "--redis-url", redis_url]
     cmd += ["--namespace", namespace, "--metrics-port", str(port), *extra]
-    return Process(cmd, port, log_dir, name, cwd=cwd)
+    if processes > 1:
+        cmd += ["--processes", str(processes), "--cluster-port", str(free_ports(processes))]
+    return Process(cmd, port, log_dir, name, cwd=cwd, processes=processes)
 
 
-def replay(kafka: str, topic: str, rate: float, limit: int, seed: int) -> subprocess.Popen:
+def replay(kafka: str, topic: str, rate: float, limit: int, seed: int, extra: tuple[str, ...] = ()) -> subprocess.Popen:
     cmd = [
         sys.executable,
         "-m",
@@ -81,6 +92,7 @@ def replay(kafka: str, topic: str, rate: float, limit: int, seed: int) -> subpro
         str(limit),
         "--seed",
         str(seed),
+        *extra,
     ]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
@@ -193,14 +205,10 @@ def _ms(s: float) -> float:
     return round(s * 1000.0, 2)
 
 
-def _reader(url: str, namespace: str, rate: float, seconds: float, out: multiprocessing.Queue) -> None:
-    import random
-
+def _reader(url: str, keys: list[str], rate: float, seconds: float, out: multiprocessing.Queue) -> None:
     import redis
 
     client = redis.Redis.from_url(url)
-    rng = random.Random(7)
-    keys = [user_key(namespace, f"u{rng.randrange(USERS)}") for _ in range(4096)]
     lat = []
     get = client.get
     t0 = time.monotonic()
@@ -210,14 +218,15 @@ def _reader(url: str, namespace: str, rate: float, seconds: float, out: multipro
         if ahead > 0.001:
             time.sleep(ahead)
         a = time.perf_counter()
-        get(keys[n & 4095])
+        get(keys[n % len(keys)])
         lat.append(time.perf_counter() - a)
         n += 1
     lat.sort()
     out.put(
         {
             "reads": n,
-            "reads_per_s": round(n / seconds),
+            "reads_per_s": round(n / (time.monotonic() - t0)),
+            "target_per_s": round(rate),
             "p50": _ms(lat[len(lat) // 2]),
             "p99": _ms(lat[int(len(lat) * 0.99)]),
         }
@@ -227,13 +236,95 @@ def _reader(url: str, namespace: str, rate: float, seconds: float, out: multipro
 def read_latency(
     proc: Process, kafka: str, redis_url: str, namespace: str, topic: str, seconds: float, seed: int
 ) -> dict:
-    """GET latency at 10,000 reads/s from another process, with ingestion at 5,000 events/s."""
+    """GET latency of existing user lists at a target of 10,000 reads/s from another process, ingesting 5,000 events/s.
+
+    The reader asks only for keys the flow has written (sampled with
+    SCAN first), so every GET returns a list, as an app's would. A single
+    synchronous client may fall short of the target rate on a loaded
+    machine: the rate it achieved is reported beside the target.
+    """
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    keys = []
+    for key in client.scan_iter(match=user_key(namespace, "*"), count=1000):
+        keys.append(key.decode())
+        if len(keys) >= 4096:
+            break
+    client.close()
+    if not keys:
+        raise RuntimeError(f"no user lists under {namespace} to read")
     q: multiprocessing.Queue = multiprocessing.Queue()
     p = replay(kafka, topic, 5000, int(5000 * (seconds + 2)), seed)
     time.sleep(1.0)
-    reader = multiprocessing.Process(target=_reader, args=(redis_url, namespace, 10_000.0, seconds, q))
+    reader = multiprocessing.Process(target=_reader, args=(redis_url, keys, 10_000.0, seconds, q))
     reader.start()
     got = q.get(timeout=seconds + 60)
     reader.join()
     wait_replay(p)
     return got
+
+
+def probe_latency(
+    kafka: str, topic: str, redis_url: str, namespace: str, seconds: float, every_s: float = 0.05
+) -> dict:
+    """End-to-end latency of probe events, one user's, every ``every_s``, while the flow runs its load.
+
+    Each probe is stamped with its send time; Redis is polled every
+    millisecond for the probe user's list, and a probe counts as served
+    when the list's ``event_ts`` reaches its stamp. The worst probe bounds
+    the longest stall of the flow (a snapshot, a collection, an index swap)
+    from above, plus the flow's normal latency.
+    """
+    import threading
+
+    import orjson
+    import redis
+    from kafka import KafkaProducer
+
+    user = f"probe-{time.monotonic_ns()}"
+    key = user_key(namespace, user)
+    client = redis.Redis.from_url(redis_url)
+    producer = KafkaProducer(bootstrap_servers=kafka.split(","), linger_ms=0, acks=1)
+    sent: list[tuple[float, float]] = []  # (stamp, monotonic send time)
+    lat: list[float] = []
+    done = threading.Event()
+
+    def poll() -> None:
+        served = 0
+        while not done.is_set() or served < len(sent):
+            raw = client.get(key)
+            now = time.monotonic()
+            if raw is not None:
+                newest = orjson.loads(raw)["event_ts"]
+                while served < len(sent) and sent[served][0] <= newest + 1e-9:
+                    lat.append(now - sent[served][1])
+                    served += 1
+            if done.is_set() and now - sent[-1][1] > 30:
+                break  # a probe that never shows up is reported as lost
+            time.sleep(0.001)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    start = time.monotonic()
+    n = 0
+    while time.monotonic() - start < seconds:
+        stamp = time.time()
+        doc = {"user": user, "item": f"probe-item-{n % 97}", "type": "view", "ts": stamp}
+        producer.send(topic, key=user.encode(), value=orjson.dumps(doc))
+        producer.flush()
+        sent.append((stamp, time.monotonic()))
+        n += 1
+        time.sleep(max(0.0, start + n * every_s - time.monotonic()))
+    done.set()
+    poller.join(60)
+    producer.close()
+    client.close()
+    lat.sort()
+    return {
+        "probes": len(sent),
+        "served": len(lat),
+        "p50_ms": _ms(lat[len(lat) // 2]) if lat else None,
+        "p99_ms": _ms(lat[int(len(lat) * 0.99)]) if lat else None,
+        "max_ms": _ms(lat[-1]) if lat else None,
+    }

@@ -88,7 +88,8 @@ def main() -> None:
             print(
                 f"{r['users']:>9,} users ({r['events']:,} events): RSS +{r['rss_mb']:,.0f} MB; first snapshot "
                 f"{r['first_snapshot_s']:.2f} s ({r['first_snapshot_mb']:,.0f} MB), steady snapshot "
-                f"{r['steady_snapshot_s'] * 1000:.1f} ms ({r['steady_snapshot_mb']:.2f} MB), restore {r['restore_s']:.2f} s",
+                f"{r['steady_snapshot_s'] * 1000:.1f} ms ({r['steady_snapshot_mb']:.2f} MB), "
+                f"restore {r['restore_s']:.2f} s",
                 flush=True,
             )
     print(orjson.dumps(rows).decode())

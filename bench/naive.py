@@ -14,6 +14,7 @@ same way, so the benchmark reads both identically::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 
 import numpy as np
@@ -68,10 +69,8 @@ def main() -> None:
     ap.add_argument("--metrics-port", type=int, required=True)
     args = ap.parse_args()
     metrics.serve(args.metrics_port)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         run(args.kafka, args.topic, args.redis_url, args.namespace)
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

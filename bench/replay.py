@@ -23,12 +23,10 @@ from operators.local_io import event_json
 from operators.synthetic import SyntheticConfig, synthetic_events
 
 
-def _source(path: str | None, fmt: str, synthetic: bool, loop: bool, seed: int) -> Iterator[Event]:
+def _source(path: str | None, fmt: str, synthetic: SyntheticConfig | None, loop: bool) -> Iterator[Event]:
     while True:
-        if synthetic:
-            yield from synthetic_events(
-                SyntheticConfig(users=100_000, items=10_000, topics=50, events=10**9, seed=seed)
-            )
+        if synthetic is not None:
+            yield from synthetic_events(synthetic)
         else:
             assert path is not None
             yield from iter_events(path, fmt)
@@ -43,13 +41,12 @@ def run_replay(
     partitions: int,
     path: str | None,
     fmt: str,
-    synthetic: bool,
+    synthetic: SyntheticConfig | None,
     rate: float,
     limit: int,
     loop: bool,
-    seed: int,
 ) -> int:
-    events = _source(path, fmt, synthetic, loop, seed)
+    events = _source(path, fmt, synthetic, loop)
     first = next(events, None)  # a bad file fails here, before Kafka is touched
     if first is None:
         print("replay: nothing to send")
@@ -100,6 +97,8 @@ def run_replay(
         sys.stderr.write("\n")
     target = f"{rate:,.0f}/s" if rate > 0 else "max"
     print(
-        f"replay: sent {sent:,} events to {topic} on {kafka} in {elapsed:.1f} s: {sent / max(elapsed, 1e-9):,.0f} events/s (target {target}), {errors} errors"
+        f"replay: sent {sent:,} events to {topic} on {kafka} in {elapsed:.1f} s: "
+        f"{sent / max(elapsed, 1e-9):,.0f} events/s (target {target}), {errors} errors"
     )
+
     return 1 if errors else 0

@@ -1,4 +1,4 @@
-"""Plots and the ``bench/RESULTS.md`` section of a ``freshrec bench`` run."""
+"""Plots, the summary and the ``bench/RESULTS.md`` section of a ``freshrec bench`` run (any of its stages)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,54 @@ from pathlib import Path
 
 
 def plot_all(res: dict, out_dir: Path) -> list[Path]:
+    """The PNGs of the stages that ran."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    if "summary" in res:
+        paths += _plot_core(res, out_dir)
+    if res.get("catalogue"):
+        paths.append(_plot_catalogue(res["catalogue"], out_dir))
+    return paths
+
+
+def _plot_catalogue(rows: list[dict], out_dir: Path) -> Path:
+    """Events/s and recall@20 against catalogue size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = [r["items"] for r in rows]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.8))
+    if all("events_per_s" in r for r in rows):
+        a1.plot(sizes, [r["events_per_s"] for r in rows], "o-", color="tab:blue")
+    a1.set_xscale("log")
+    a1.set_xlabel("catalogue (items)")
+    a1.set_ylabel("events/s (drain, real flow)")
+    a1.set_ylim(bottom=0)
+    a2.plot(sizes, [r["recall_at_20"] for r in rows], "o-", label="served list vs exact blend")
+    a2.plot(sizes, [r["index_recall_at_20"] for r in rows], "s--", label="index alone vs exact inner product")
+    a2.set_xscale("log")
+    a2.set_xlabel("catalogue (items)")
+    a2.set_ylabel("recall@20")
+    a2.set_ylim(0, 1.02)
+    a2.legend(fontsize=8)
+    for a in (a1, a2):
+        a.grid(alpha=0.3)
+    fig.tight_layout()
+    path = out_dir / "bench-catalogue.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _plot_core(res: dict, out_dir: Path) -> list[Path]:
     """Three PNGs: throughput over time, freshness per rate, freshrec vs the naive baseline."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     s = res["summary"]
     paths = [out_dir / "bench-throughput.png", out_dir / "bench-freshness.png", out_dir / "bench-vs-naive.png"]
 
@@ -84,41 +125,153 @@ def _rates(series: list[tuple[float, float]]) -> tuple[list[float], list[float]]
 
 def results_section(res: dict, cmd: str, plots: list[Path], results_dir: Path) -> str:
     """A Markdown section with the figures, the command, the machine and the date."""
-    s = res["summary"]
     links = " ".join(f"[{p.name}]({os.path.relpath(p, results_dir)})" for p in plots)
     lines = [
         "",
-        f"## End-to-end benchmark ({res['date']})",
+        f"## freshrec bench ({res['date']})",
         "",
         "```",
         cmd,
         "```",
         "",
         (
-            f"Machine: {res['machine']}. Kafka and Redis on the same machine; median of "
-            f"{s['runs']} run(s); {res['wall_s']:.0f} s in all. Plots: {links}."
+            f"Machine: {res['machine']}. Kafka and Redis on the same machine; every freshrec run with "
+            f"--recovery-dir and 5 s snapshots; {res['wall_s']:.0f} s in all. Plots: {links or '-'}."
         ),
+        "",
+    ]
+    if "summary" in res:
+        lines += _core_lines(res)
+    if res.get("catalogue"):
+        lines += _catalogue_lines(res["catalogue"])
+    if res.get("scale"):
+        lines += _scale_lines(res["scale"])
+    return "\n".join(lines) + "\n"
+
+
+def _core_lines(res: dict) -> list[str]:
+    s = res["summary"]
+    r = res["restart"]
+    ratios = ", ".join(f"{x}x" for x in s["throughput_ratios"])
+    lines = [
+        f"Median of {s['runs']} run(s).",
         "",
         "| figure | freshrec | naive loop | ratio |",
         "|---|---|---|---|",
-        f"| max throughput (events/s) | {s['throughput_eps']:,} | {s['baseline_throughput_eps']:,} | {s['throughput_ratio']}x |",
+        (
+            f"| max throughput (events/s) | {s['throughput_eps']:,} | {s['baseline_throughput_eps']:,} "
+            f"| {s['throughput_ratio']}x (median of paired runs: {ratios}) |"
+        ),
     ]
     for f, b in zip(s["freshness_ms_by_rate"], s["baseline_freshness_ms_by_rate"] + [None] * 3):
         naive = f"{b['p50']} / {b['p95']} / {b['p99']}{'' if b['caught_up'] else ' (fell behind)'}" if b else "-"
         ratio = f"{b['p99'] / f['p99']:.1f}x (p99)" if b and f["p99"] else "-"
         behind = "" if f["caught_up"] else " (fell behind)"
         lines.append(
-            f"| freshness p50 / p95 / p99 at {f['rate']:,.0f} events/s (ms) | {f['p50']} / {f['p95']} / {f['p99']}{behind} | {naive} | {ratio} |"
+            f"| freshness p50 / p95 / p99 at {f['rate']:,.0f} events/s (ms) "
+            f"| {f['p50']} / {f['p95']} / {f['p99']}{behind} | {naive} | {ratio} |"
         )
     lines += [
-        f"| GET latency p50 / p99 at {s['reads_per_s']:,.0f} reads/s, ingesting 5,000 events/s (ms) | {s['read_ms']['p50']} / {s['read_ms']['p99']} | | |",
-        f"| resident memory per 100k users (MB) | {s['rss_mb_per_100k_users']} | | |",
-        f"| 1M users: snapshot time / size, restore time | {s['snapshot_s_1m_users']} s / {s['snapshot_mb_1m_users']} MB, {s['restore_s_1m_users']} s | | |",
+        (
+            f"| GET latency p50 / p99, {s['reads_per_s']:,.0f} reads/s achieved of {s['reads_target_per_s']:,} "
+            f"asked, ingesting 5,000 events/s (ms) | {s['read_ms']['p50']} / {s['read_ms']['p99']} | | |"
+        ),
+        f"| resident memory per 100k users, realistic histories (MB) | {s['rss_mb_per_100k_users']} | | |",
+        (
+            f"| 1M users: steady snapshot (5,000 events) / first snapshot / restore "
+            f"| {s['snapshot_s_1m_users']} s ({s['snapshot_mb_1m_users']} MB) / {s['first_snapshot_s_1m_users']} s "
+            f"/ {s['restore_s_1m_users']} s | | |"
+        ),
         f"| `freshrec run` start to metrics up (s) | {s['startup_s']} | | |",
         (
-            f"| restart with {res['restart']['users']:,} users of recovered state: to serving again / recovery dir / re-applied "
-            f"| {res['restart']['restart_s']} s / {res['restart']['recovery_mb']} MB / {res['restart']['reapplied']} | | |"
+            f"| restart with {r['users']:,} users ({r['events']:,} events) of recovered state: to serving / "
+            f"recovery dir / re-applied | {r['restart_s']} s / {r['recovery_mb']} MB / {r['reapplied']} | | |"
         ),
         "",
     ]
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def _catalogue_lines(rows: list[dict]) -> list[str]:
+    header = [
+        "Large catalogues (bench/catalogue.py): synthetic stream, 100k users, Zipf 0.6; recall and HR in-process",
+        "on the flow's model classes, events/s and freshness through the real flow.",
+        "",
+        "| items (seen) | events/s | recall@20 | index recall@20 | HR@10 two-stage / exact | index build / MB "
+        "| freshness p99 during a rebuild (ms) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    body = [
+        f"| {r['items']:,} ({r['items_seen']:,}) | {r.get('events_per_s', '-'):,} | {r['recall_at_20']} "
+        f"| {r['index_recall_at_20']} | {r['hr_at_10']} / {r['exact_hr_at_10']} "
+        f"| {r['index_build_s']} s / {r['index_mb']} MB | {r.get('freshness_p99_ms_during_rebuild', '-')} |"
+        for r in rows
+    ]
+    return [*header, *body, ""]
+
+
+def _scale_lines(sc: dict) -> list[str]:
+    one, two = sc["scale"]
+    fresh = sc["freshness_recovery_ms"]
+    return [
+        "Scale-out (bench/scale.py): topics of 2 partitions, recovery on.",
+        "",
+        "| figure | 1 process | 2 processes |",
+        "|---|---|---|",
+        (
+            f"| drain (events/s), runs {sc['scale_runs']} | {one['throughput_eps']:,} | {two['throughput_eps']:,} "
+            f"({sc['scale_ratio']}x, median of paired runs) |"
+        ),
+        f"| live hit-rate@10 at 1,000 events/s | {sc['hit_rate_at_10']['1']} | {sc['hit_rate_at_10']['2']} |",
+        "",
+        (
+            f"One process with {fresh['users']:,} users of state at 1,000 events/s: freshness p50 {fresh['p50']} ms, "
+            f"p99 {fresh['p99']} ms; longest pause (probe events every 50 ms) {fresh['max_pause_ms']} ms; "
+            f"flow-measured worst freshness under {fresh['freshness_max_bucket_ms']} ms, longest snapshot under "
+            f"{fresh['snapshot_max_bucket_ms']} ms. The learner alone (bench/stages.py): "
+            f"{sc['single_writer_ceiling_eps']:,} events/s; per-event costs (us): {sc['stage_costs_us']}."
+        ),
+        "",
+    ]
+
+
+def print_summary(res: dict) -> None:
+    print(f"freshrec bench ({res['machine']}, {res['date']}, {res['wall_s']:.0f} s)")
+    if "summary" in res:
+        s = res["summary"]
+        print(
+            f"  throughput      {s['throughput_eps']:>8,} events/s   naive {s['baseline_throughput_eps']:,}   "
+            f"ratio {s['throughput_ratio']}x (median of paired runs)"
+        )
+        for f, b in zip(s["freshness_ms_by_rate"], s["baseline_freshness_ms_by_rate"] + [None]):
+            behind = "" if b is None or b["caught_up"] else " (fell behind)"
+            naive = f"   naive p50 {b['p50']} / p99 {b['p99']} ms{behind}" if b else ""
+            print(f"  freshness @{f['rate']:>6,.0f}/s  p50 {f['p50']} / p95 {f['p95']} / p99 {f['p99']} ms{naive}")
+        print(
+            f"  reads           p50 {s['read_ms']['p50']} / p99 {s['read_ms']['p99']} ms at "
+            f"{s['reads_per_s']:,.0f} reads/s (asked {s['reads_target_per_s']:,})"
+        )
+        print(
+            f"  memory          {s['rss_mb_per_100k_users']} MB per 100k users; 1M users: steady snapshot "
+            f"{s['snapshot_s_1m_users']} s ({s['snapshot_mb_1m_users']} MB), restore {s['restore_s_1m_users']} s"
+        )
+        r = res["restart"]
+        print(
+            f"  restart         {r['restart_s']} s to serving again with {r['users']:,} users of state "
+            f"(recovery dir {r['recovery_mb']} MB, re-applied {r['reapplied']}, stop {r['stop_s']} s)"
+        )
+    for row in res.get("catalogue", []):
+        print(
+            f"  catalogue {row['items']:>9,}: {row.get('events_per_s', '-')} events/s, recall@20 {row['recall_at_20']} "
+            f"(index {row['index_recall_at_20']}), HR@10 {row['hr_at_10']} vs exact {row['exact_hr_at_10']}, "
+            f"build {row['index_build_s']} s / {row['index_mb']} MB, "
+            f"p99 during rebuild {row.get('freshness_p99_ms_during_rebuild', '-')} ms"
+        )
+    if "scale" in res:
+        sc = res["scale"]
+        one, two = sc["scale"]
+        print(
+            f"  scale           1 process {one['throughput_eps']:,} events/s, 2 processes {two['throughput_eps']:,} "
+            f"({sc['scale_ratio']}x); hit-rate@10 {sc['hit_rate_at_10']}; single writer "
+            f"{sc['single_writer_ceiling_eps']:,} events/s; with state: {sc['freshness_recovery_ms']}"
+        )

@@ -23,6 +23,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_ports(n: int) -> int:
+    """The first of ``n`` consecutive TCP ports free on 127.0.0.1 right now."""
+    for _ in range(100):
+        base = free_port()
+        if base + n > 65535:
+            continue
+        try:
+            holders = []
+            for port in range(base, base + n):
+                sock = socket.socket()
+                holders.append(sock)
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for sock in holders:
+                sock.close()
+        return base
+    raise RuntimeError(f"no {n} consecutive free ports on 127.0.0.1")
+
+
 def read_env(path: Path) -> dict[str, str]:
     """The ``export KEY=VALUE`` lines scripts/services.sh writes."""
     return dict(line.removeprefix("export ").split("=", 1) for line in path.read_text().splitlines() if line)

@@ -57,7 +57,7 @@ def main() -> None:
         base = ModelConfig()
         combos = [tuple(getattr(base, n) for n in grid)]
         for pos, (name, values) in enumerate(grid.items()):
-            combos += [c[:pos] + (v,) + c[pos + 1 :] for c in combos[:1] for v in values if v != getattr(base, name)]
+            combos += [(*c[:pos], v, *c[pos + 1 :]) for c in combos[:1] for v in values if v != getattr(base, name)]
     else:
         combos = list(itertools.product(*grid.values()))
     print("| " + " | ".join([*grid, "HR@10", "HR@10 2nd half", "events/s"]) + " |")

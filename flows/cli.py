@@ -23,7 +23,9 @@ EXAMPLES = {
     "  FRESHREC_KAFKA=broker:9092 freshrec run --kafka-config security_protocol=SASL_SSL,sasl_mechanism=PLAIN",
     "recs": "freshrec recs 42 --k 10 --redis-url redis://127.0.0.1:6379/0",
     "eval": "freshrec eval --data ../shared/data/ml-latest-small/ratings.csv --json",
-    "bench": "freshrec bench --quick --json      # about 2 minutes; starts Kafka and Redis itself\n"
+    "bench": "freshrec bench --quick --json      # starts Kafka and Redis itself\n"
+    "  freshrec bench --catalogue --quick --json\n"
+    "  freshrec bench --scale --json\n"
     "  freshrec bench --kafka 127.0.0.1:9092 --redis-url redis://127.0.0.1:6379/0 --runs 5",
     "replay": "freshrec replay --synthetic --kafka 127.0.0.1:9092 --rate 5000 --limit 100000\n"
     "  freshrec replay events.jsonl --kafka 127.0.0.1:9092 --rate 0",
@@ -52,7 +54,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         s.model_config(), s.parse_config()  # a bad setting fails here, in one line
         if s.processes > 1:
             if s.addresses or s.process_id >= 0:
-                raise ValueError(
+                return _fail(
                     f"--processes {s.processes} starts a cluster on this machine; across machines run one "
                     "`freshrec run --process-id I --addresses 'HOST:PORT;...'` per machine instead"
                 )
@@ -108,7 +110,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _run_local_cluster(s: Settings) -> int:
     """``--processes N``: N processes of one cluster on 127.0.0.1, supervised; a signal stops them all."""
     addresses = ";".join(f"127.0.0.1:{s.cluster_port + i}" for i in range(s.processes))
-    argv = [a for a in sys.argv[1:]]
+    argv = list(sys.argv[1:])
     base = [sys.executable, "-m", "flows.cli", *_without(argv, "--processes"), "--processes", "1"]
     children = [subprocess.Popen([*base, "--process-id", str(i), "--addresses", addresses]) for i in range(s.processes)]
     log = logging.getLogger(__name__)
@@ -181,6 +183,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from bench.replay import run_replay
     from operators.datasets import DataError
     from operators.kafka_io import ServiceError
+    from operators.synthetic import SyntheticConfig
 
     if not args.synthetic and not args.path:
         return _fail("replay needs a PATH or --synthetic")
@@ -189,19 +192,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
         extra = s.kafka_extra()
     except (ValueError, OSError) as ex:
         return _fail(str(ex))
+    synthetic = None
+    if args.synthetic:
+        synthetic = SyntheticConfig(
+            users=args.users, items=args.items, topics=args.topics, zipf=args.zipf, events=10**12, seed=args.seed
+        )
     try:
         return run_replay(
-            s.kafka,
-            s.topic,
-            extra,
-            s.partitions,
-            args.path,
-            args.format,
-            args.synthetic,
-            args.rate,
-            args.limit,
-            args.loop,
-            args.seed,
+            s.kafka, s.topic, extra, s.partitions, args.path, args.format, synthetic, args.rate, args.limit, args.loop
         )
     except (DataError, ServiceError) as ex:
         return _fail(str(ex))
@@ -210,7 +208,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from bench.system import run_bench
 
-    return run_bench(args.quick, args.json, args.kafka, args.redis_url, args.runs, args.out, args.results)
+    only = "catalogue" if args.catalogue else "scale" if args.scale else ""
+    return run_bench(args.quick, args.json, args.kafka, args.redis_url, args.runs, args.out, args.results, only)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -261,12 +260,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=0, help="stop after this many events (0: all)")
     p.add_argument("--loop", action="store_true", help="start over at the end of the input")
     p.add_argument("--seed", type=int, default=42, help="seed of --synthetic")
+    p.add_argument("--users", type=int, default=100_000, help="users of --synthetic (default 100000)")
+    p.add_argument("--items", type=int, default=10_000, help="catalogue of --synthetic (default 10000)")
+    p.add_argument("--topics", type=int, default=50, help="taste topics of --synthetic (default 50)")
+    p.add_argument("--zipf", type=float, default=1.1, help="Zipf exponent of item popularity in --synthetic")
     Settings.add_arguments(p, only=("kafka", "topic", "kafka_config", "kafka_config_file", "partitions"))
 
     p = add(
         "bench", cmd_bench, "Throughput, freshness, read latency and memory on real services, beside a naive pipeline."
     )
-    p.add_argument("--quick", action="store_true", help="one run, short stages (under 5 minutes)")
+    p.add_argument("--quick", action="store_true", help="one run, short stages")
+    stage = p.add_mutually_exclusive_group()
+    stage.add_argument("--catalogue", action="store_true", help="only the large-catalogue stage (10k, 100k, 1M items)")
+    stage.add_argument("--scale", action="store_true", help="only the scale-out stage (1 and 2 processes)")
     p.add_argument("--json", action="store_true", help="last line: one JSON object with the headline figures")
     p.add_argument("--runs", type=int, default=None, help="repetitions to take the median of (default 3, --quick 1)")
     p.add_argument("--kafka", help="use this broker instead of starting one")

@@ -145,7 +145,8 @@ def run_demo(data: str | None, fmt: str, n_events: int) -> int:
     reasons = sorted({r.reason for r in dead.kept})
     print(f"  events rejected  {rejected:,.0f} (to the dead-letter sink; reasons: {', '.join(reasons) or '-'})")
     print(
-        f"  throughput       {(applied + rejected) / elapsed:,.0f} events/s ({elapsed:.1f} s, Kafka replaced by an in-process source)"
+        f"  throughput       {(applied + rejected) / elapsed:,.0f} events/s "
+        f"({elapsed:.1f} s, Kafka replaced by an in-process source)"
     )
     hr = _hit_rate()
     print(f"  live hit-rate@10 {hr:.3f} (was the next item in the list served to the user?)" if hr is not None else "")

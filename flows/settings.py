@@ -12,6 +12,7 @@ is a setting too: ``--model-name`` / ``FRESHREC_MODEL_NAME``, or the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import tomllib
@@ -82,7 +83,7 @@ class Settings:
         default="", metadata={"help": "HOST:PORT of every process of the cluster, ';'-separated, the same everywhere"}
     )
     learner_share: float = field(
-        default=0.5,
+        default=0.15,
         metadata={"help": "users of the learner's worker (worker 0) relative to another worker's, 0..1"},
     )
     max_batch: int = field(
@@ -142,10 +143,8 @@ class Settings:
             for kind, value in given.items():
                 weight = value if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
                 if isinstance(value, str):
-                    try:
+                    with contextlib.suppress(ValueError):
                         weight = float(value)
-                    except ValueError:
-                        pass
                 if not (math.isfinite(weight) and weight > 0):
                     raise ValueError(f"{source}: the weight of {kind!r} must be a number > 0, got {value!r}")
                 weights[str(kind)] = float(weight)

@@ -39,10 +39,11 @@ class ModelConfig:
     w_mf: float = 1.0
     w_cooc: float = 1.0
     w_pop: float = 0.3
+    w_trend: float = 0.0  # short-term popularity (trend_half_life_s)
     # two-stage ranking (models/ranking.py) and the HNSW index (models/index.py)
     exact_max_items: int = 20000  # up to this many items every item is scored; above, candidates only
     candidates: int = 100  # HNSW neighbours of the user vector
-    popular_candidates: int = 100  # most popular (decayed) and trending items, each
+    popular_candidates: int = 50  # most popular (decayed) and trending items, each
     index_m: int = 16
     index_ef: int = 128
     index_ef_construction: int = 100

@@ -79,7 +79,8 @@ class CoOccurrence:
         self.backward = backward
         self.recency = recency
         self.rows: list[_Row] = []
-        self._buf = np.zeros(0)  # scratch for scores(), not pickled
+        # The adds since the log was last taken (snapshots), as columns, when on.
+        self.log: tuple[list[int], list[int], list[float]] | None = None
 
     def _ensure(self, n: int) -> None:
         while len(self.rows) < n:
@@ -89,25 +90,49 @@ class CoOccurrence:
         """Link ``item`` to the user's ``recent`` items (most recent last)."""
         if not recent:
             return
-        self._ensure(max(item, max(recent)) + 1)
-        rows = self.rows
-        row_i = rows[item]
+        self._ensure(max(item, *recent) + 1)
         w = weight
         back = self.backward
-        limit = 2 * self.row_cap
+        add = self.add
         for j in reversed(recent):
             if j == item:
                 # A repeat carries no co-occurrence signal; do not decay past it.
                 continue
-            row_j = rows[j]
-            row_j.add(item, w)
+            add(j, item, w)
             if back:
-                row_i.add(j, w * back)
-            if row_j.n > limit:
-                row_j.prune(self.row_cap)
+                add(item, j, w * back)
             w *= self.recency
-        if row_i.n > limit:
-            row_i.prune(self.row_cap)
+
+    def add(self, row: int, col: int, w: float) -> None:
+        """``row[col] += w``, pruning the row to ``row_cap`` entries once it holds twice as many.
+
+        Every change to the rows goes through here, in order: with ``log``
+        on, the ``(row, col, w)`` adds are recorded, and replaying them
+        (:meth:`replay`) rebuilds the same rows, pruning included.
+        """
+        r = self.rows[row]
+        r.add(col, w)
+        if r.n > 2 * self.row_cap:
+            r.prune(self.row_cap)
+        if self.log is not None:
+            self.log[0].append(row)
+            self.log[1].append(col)
+            self.log[2].append(w)
+
+    def take_log(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The logged adds as arrays ``(row, col, w)``; the log starts over."""
+        rows, cols, ws = self.log or ([], [], [])
+        if self.log is not None:
+            self.log = ([], [], [])
+        return np.array(rows, dtype=np.int64), np.array(cols, dtype=np.int64), np.array(ws, dtype=np.float64)
+
+    def replay(self, rows: np.ndarray, cols: np.ndarray, weights: np.ndarray) -> None:
+        """Apply logged adds in order (a restore)."""
+        if rows.size:
+            self._ensure(int(max(rows.max(), cols.max())) + 1)
+        add = self.add
+        for row, col, w in zip(rows.tolist(), cols.tolist(), weights.tolist()):
+            add(row, col, w)
 
     def row(self, j: int) -> tuple[np.ndarray, np.ndarray]:
         """Neighbour indexes of item ``j`` and their share of its row (sums to 1)."""
@@ -127,17 +152,14 @@ class CoOccurrence:
         ``age`` places back weighs ``recency ** age``. ``exclude`` is a pair
         of arrays ``(user, item)``: those items score zero for those users.
 
-        Returns ``(user, item, value, peak)``: the entries reached (a
-        ``(user, item)`` pair may repeat, always with the same value) and
-        each user's largest value (0 if none). The cost is proportional to
-        the rows read, not to the catalogue.
+        Returns ``(user, item, value, peak)``: the entries reached, one per
+        ``(user, item)`` pair, sorted by user, and each user's largest value
+        (0 if none). The cost is proportional to the rows read, not to the
+        catalogue.
         """
         b = recent.shape[0]
         rows = self.rows
         n = len(rows)
-        if self._buf.shape[0] < b * n:
-            self._buf = np.zeros(b * n)
-        buf = self._buf  # all zeros between calls
         owners, idx, val, scale, lens = [], [], [], [], []
         for r, items in enumerate(recent.tolist()):
             weight = 1.0
@@ -155,16 +177,24 @@ class CoOccurrence:
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty, np.zeros(0), peak
         counts = np.array(lens)
-        user = np.repeat(np.array(owners), counts)
-        item = np.concatenate(idx)
-        pos = user * n + item
-        # A user's rows may share items: add.at accumulates repeated positions.
-        np.add.at(buf, pos, np.concatenate(val) * np.repeat(np.array(scale), counts))
+        # One (user, item) key per entry; a user's rows may share items, so
+        # equal keys are summed (sorted, then one add.reduceat per key).
+        key = np.repeat(np.array(owners), counts) * n + np.concatenate(idx)
+        contrib = np.concatenate(val) * np.repeat(np.array(scale), counts)
+        order = np.argsort(key, kind="stable")
+        key, contrib = key[order], contrib[order]
+        first = np.empty(key.shape[0], dtype=np.bool_)
+        first[0] = True
+        np.not_equal(key[1:], key[:-1], out=first[1:])
+        starts = np.flatnonzero(first)
+        key = key[starts]
+        value = np.add.reduceat(contrib, starts)
         ex_users, ex_items = exclude
         keep = ex_items < n
-        buf[ex_users[keep] * n + ex_items[keep]] = 0.0
-        value = buf[pos]
-        buf[pos] = 0.0
+        if keep.any():
+            ex = np.unique(ex_users[keep] * n + ex_items[keep])
+            value[np.isin(key, ex, assume_unique=True)] = 0.0
+        user, item = np.divmod(key, n)
         np.maximum.at(peak, user, value)
         return user, item, value, peak
 
@@ -191,12 +221,3 @@ class CoOccurrence:
                 r.pos = {k: p for p, k in enumerate(r.idx.tolist())}
             r.total = total
             at += n
-
-    def __getstate__(self) -> dict[str, object]:
-        state = self.__dict__.copy()
-        del state["_buf"]
-        return state
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.__dict__.update(state)
-        self._buf = np.zeros(0)

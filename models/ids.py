@@ -76,10 +76,12 @@ class IdMap:
 class KeyIndex:
     """Dense indexes for item keys in arrival order, with vectorised lookup.
 
-    :meth:`lookup` maps a whole array of keys at once (a user's seen
-    items, up to a thousand, for every ranking): a binary search in a
-    sorted copy of the keys, plus a dict for the few added since that copy
-    was last merged.
+    :meth:`lookup` maps a whole array of keys at once (a user's recent
+    and seen items, for every ranking) through an open-addressing hash
+    table kept as two numpy arrays, at most half full: a key's slot is its
+    low bits (keys are hashes already), so a lookup is one or two random
+    reads, where a binary search over a million sorted keys was twenty.
+    Single keys go through a dict (the learner's hot path).
 
     Examples
     --------
@@ -94,9 +96,8 @@ class KeyIndex:
         self.keys = np.zeros(0, dtype=np.int64)  # dense index -> key (capacity grows)
         self.n = 0
         self._dense: dict[int, int] = {}
-        self._sorted = np.zeros(0, dtype=np.int64)  # keys[:_merged], sorted
-        self._perm = np.zeros(0, dtype=np.int64)  # their dense indexes
-        self._merged = 0
+        self._slot_key = np.full(1024, EMPTY, dtype=np.int64)
+        self._slot_dense = np.zeros(1024, dtype=np.int64)
 
     def __len__(self) -> int:
         return self.n
@@ -115,6 +116,16 @@ class KeyIndex:
         self.keys[d] = key
         self._dense[key] = d
         self.n = d + 1
+        slots = self._slot_key
+        if 2 * self.n > slots.shape[0]:
+            self._rehash(2 * slots.shape[0])
+        else:
+            mask = slots.shape[0] - 1
+            slot = key & mask
+            while slots[slot] != EMPTY:
+                slot = (slot + 1) & mask
+            slots[slot] = key
+            self._slot_dense[slot] = d
         return d
 
     def view(self) -> np.ndarray:
@@ -122,31 +133,41 @@ class KeyIndex:
         return self.keys[: self.n]
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
-        """Dense index of each key, ``-1`` where unknown."""
-        if self.n - self._merged > max(256, self._merged // 16):
-            self._merge()
+        """Dense index of each key, ``-1`` where unknown (or ``EMPTY``)."""
         out = np.full(keys.shape[0], -1, dtype=np.int64)
-        if self._merged:
-            pos = np.searchsorted(self._sorted, keys)
-            np.minimum(pos, self._merged - 1, out=pos)
-            hit = self._sorted[pos] == keys
-            out[hit] = self._perm[pos[hit]]
-        if self.n > self._merged:
-            miss = np.flatnonzero(out < 0)
-            if miss.size:
-                get = self._dense.get
-                out[miss] = [get(k, -1) for k in keys[miss].tolist()]
+        mask = self._slot_key.shape[0] - 1
+        todo = np.flatnonzero(keys >= 0)
+        slot = keys[todo] & mask
+        while todo.size:
+            found = self._slot_key[slot]
+            hit = found == keys[todo]
+            out[todo[hit]] = self._slot_dense[slot[hit]]
+            go_on = ~hit & (found != EMPTY)  # an empty slot ends the probe: unknown
+            todo, slot = todo[go_on], (slot[go_on] + 1) & mask
         return out
 
-    def _merge(self) -> None:
-        """Fold the keys added since the last merge into the sorted copy (O(n), amortised)."""
-        new = np.arange(self._merged, self.n)
-        order = np.argsort(self.keys[new], kind="stable")
-        new_keys, new_dense = self.keys[new][order], new[order]
-        at = np.searchsorted(self._sorted, new_keys)
-        self._sorted = np.insert(self._sorted, at, new_keys)
-        self._perm = np.insert(self._perm, at, new_dense)
-        self._merged = self.n
+    def _place(self, keys: np.ndarray, dense: np.ndarray) -> None:
+        """Insert keys known to be absent (linear probing, vectorised over the batch)."""
+        mask = self._slot_key.shape[0] - 1
+        slot = keys & mask
+        pending = np.arange(keys.shape[0])
+        while pending.size:
+            s = slot[pending]
+            free = self._slot_key[s] == EMPTY
+            # Of several pending keys aiming at one free slot, the first takes it.
+            s_free, first = np.unique(s[free], return_index=True)
+            take = pending[free][first]
+            self._slot_key[s_free] = keys[take]
+            self._slot_dense[s_free] = dense[take]
+            placed = np.zeros(keys.shape[0], dtype=np.bool_)
+            placed[take] = True
+            pending = pending[~placed[pending]]
+            slot[pending] = (slot[pending] + 1) & mask
+
+    def _rehash(self, size: int) -> None:
+        self._slot_key = np.full(size, EMPTY, dtype=np.int64)
+        self._slot_dense = np.zeros(size, dtype=np.int64)
+        self._place(self.keys[: self.n], np.arange(self.n))
 
     @classmethod
     def of(cls, keys: np.ndarray) -> KeyIndex:
@@ -155,4 +176,5 @@ class KeyIndex:
         out.keys = keys.astype(np.int64, copy=True)
         out.n = keys.shape[0]
         out._dense = dict(zip(keys.tolist(), range(out.n)))
+        out._rehash(max(1024, 1 << (2 * out.n).bit_length()))
         return out

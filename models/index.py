@@ -3,10 +3,19 @@
 An hnswlib index updated in place loses recall as vectors move (0.68 of
 the exact top-20 at 12.5k items, ARCHITECTURE), and ``add_items`` is not
 safe beside ``knn_query``. So an index is never changed once built: a new
-one is built from a copy of the factors in a background thread (hnswlib
-releases the GIL while it builds) and swapped in when complete; ranking
-scores the candidates with the current factors, and items added since
-the copy are candidates of every query until the next swap.
+one is built from the factors in a background thread (hnswlib releases
+the GIL while it builds) and swapped in when complete; ranking scores the
+candidates with the current factors, and items added since the build are
+scored apart (``models/ranking.py``).
+
+The index searches inner product directly (hnswlib's ``ip`` space). The
+usual reduction of inner product to L2 (one extra coordinate
+``sqrt(M**2 - |x|**2)``) is exact, but on these factors it recalled much
+less at the same cost: on a fresh build of 77k items the ``ip`` index
+found 0.84 of the exact inner-product top-20 at ``ef`` 64 and 0.94 at
+128, the L2-reduced one 0.42 and 0.58 (``bench/RESULTS.md``); the extra
+coordinate, nearly the same for every item, dominates the distances.
+Rebuilt rather than updated, the ``ip`` graph does not decay.
 """
 
 from __future__ import annotations
@@ -18,15 +27,13 @@ import hnswlib
 import numpy as np
 
 _CHUNK = 32768  # rows copied or inserted per step of a build
+_INSERT = 16  # new items inserted per step of ItemIndex.insert (each costs tens to hundreds of us)
+_HEADROOM = 1.25  # capacity of a build over the items it indexes
 
 
 class ItemIndex:
     """One immutable hnswlib index of item vectors, searched by inner product.
 
-    Inner product is reduced to L2 with one extra coordinate: an item
-    ``x`` is stored as ``[x, sqrt(M**2 - |x|**2)]`` with ``M`` the largest
-    norm, and a query ``q`` as ``[q, 0]``; then ``|q' - x'|**2 = |q|**2 +
-    M**2 - 2 q.x``, so the nearest items are those of largest ``q.x``.
     Labels are dense item indexes ``0..size-1``.
 
     Examples
@@ -50,7 +57,7 @@ class ItemIndex:
     def build(cls, factors: np.ndarray, m: int, ef_construction: int, ef: int, seed: int) -> ItemIndex:
         """Index the rows of ``factors``; run it in a background thread.
 
-        ``factors`` may be the live matrix: it is read in slices of
+        ``factors`` may be the live matrix: it is copied in slices of
         ``_CHUNK`` rows, so the owner's thread gets the GIL between slices
         (a million rows copied at once would hold it for tens of ms). A
         row the owner rewrites meanwhile may be indexed half old, half
@@ -58,24 +65,35 @@ class ItemIndex:
         """
         t0 = time.perf_counter()
         n, dim = factors.shape
-        aug = np.empty((n, dim + 1), dtype=np.float32)
+        data = np.empty((n, dim), dtype=np.float32)
         for lo in range(0, n, _CHUNK):
-            aug[lo : lo + _CHUNK, :dim] = factors[lo : lo + _CHUNK]
+            data[lo : lo + _CHUNK] = factors[lo : lo + _CHUNK]
             time.sleep(0)  # let the owner's thread run
-        sq = np.empty(n, dtype=np.float64)
-        for lo in range(0, n, _CHUNK):
-            part = aug[lo : lo + _CHUNK, :dim]
-            sq[lo : lo + _CHUNK] = np.einsum("ij,ij->i", part, part)
-            time.sleep(0)
-        top = float(sq.max()) if n else 1.0
-        aug[:, dim] = np.sqrt(np.maximum(top - sq, 0.0))
-        index = hnswlib.Index(space="l2", dim=dim + 1)
-        index.init_index(max_elements=max(n, 1), ef_construction=ef_construction, M=m, random_seed=seed)
+        index = hnswlib.Index(space="ip", dim=dim)
+        capacity = max(int(n * _HEADROOM), n + 1024)  # room for the items added until the next build
+        index.init_index(max_elements=capacity, ef_construction=ef_construction, M=m, random_seed=seed)
         index.set_num_threads(1)
         for lo in range(0, n, _CHUNK):  # hnswlib releases the GIL while it inserts
-            index.add_items(aug[lo : lo + _CHUNK], np.arange(lo, min(lo + _CHUNK, n)))
+            index.add_items(data[lo : lo + _CHUNK], np.arange(lo, min(lo + _CHUNK, n)))
         index.set_ef(ef)
         return cls(index, n, ef, time.perf_counter() - t0)
+
+    def insert(self, factors: np.ndarray, budget_s: float) -> int:
+        """Add items ``size, size+1, ...`` of ``factors`` until the budget or the capacity is spent; how many.
+
+        New items only: an insert is a normal step of HNSW construction and
+        leaves the graph as good as a build would (updating a vector in
+        place is what degrades it). Call it from the thread that queries.
+        """
+        deadline = time.perf_counter() + budget_s
+        room = self._index.get_max_elements() - self.size
+        added = 0
+        while added < room and self.size < factors.shape[0] and time.perf_counter() < deadline:
+            hi = min(factors.shape[0], self.size + _INSERT, self.size + room - added)
+            self._index.add_items(np.ascontiguousarray(factors[self.size : hi]), np.arange(self.size, hi))
+            added += hi - self.size
+            self.size = hi
+        return added
 
     @property
     def memory_bytes(self) -> int:
@@ -90,23 +108,25 @@ class ItemIndex:
         if k == 0:
             return np.zeros((vectors.shape[0], 0), dtype=np.int64)
         self._index.set_ef(max(self.ef, k))
-        q = np.zeros((vectors.shape[0], vectors.shape[1] + 1), dtype=np.float32)
-        q[:, :-1] = vectors
-        labels, _ = self._index.knn_query(q, k=k, num_threads=1)
+        labels, _ = self._index.knn_query(np.ascontiguousarray(vectors, dtype=np.float32), k=k, num_threads=1)
         return labels.astype(np.int64)
 
 
 class BackgroundIndex:
-    """The current :class:`ItemIndex` and at most one build of its successor in a background thread.
+    """The current :class:`ItemIndex`, new items inserted into it, and at most one rebuild in the background.
 
     The owner (one ranker) calls :meth:`poll` between batches: it swaps a
-    finished build in, and starts a new build when the factors have moved
-    on for ``rebuild_s`` or many items were added. Queries only ever see a
+    finished build in, inserts the items added since (within
+    ``insert_budget_s``), and starts a new build when the factors have moved
+    on for ``rebuild_s`` or the index is full. Queries only ever see a
     complete index.
     """
 
-    def __init__(self, m: int, ef_construction: int, ef: int, rebuild_s: float, seed: int) -> None:
+    def __init__(
+        self, m: int, ef_construction: int, ef: int, rebuild_s: float, seed: int, insert_budget_s: float = 0.003
+    ) -> None:
         self.m, self.ef_construction, self.ef, self.rebuild_s, self.seed = m, ef_construction, ef, rebuild_s, seed
+        self.insert_budget_s = insert_budget_s
         self.current: ItemIndex | None = None
         self.builds = 0
         self.building_since: float | None = None
@@ -119,7 +139,7 @@ class BackgroundIndex:
         return self._thread is not None
 
     def poll(self, factors: np.ndarray, changed: bool) -> bool:
-        """Swap in a finished build; start the next one if due. True when a new index was swapped in."""
+        """Swap in a finished build, insert new items, start the next build if due. True when one was swapped in."""
         swapped = False
         if self._thread is not None and not self._thread.is_alive():
             self._thread = None
@@ -128,6 +148,8 @@ class BackgroundIndex:
                 self.current, self._result = self._result, None
                 self.builds += 1
                 swapped = True
+        if self.current is not None and self.current.size < factors.shape[0]:
+            self.current.insert(factors, self.insert_budget_s)
         if self._thread is None and self._due(factors.shape[0], changed):
             self._start(factors)
         return swapped
@@ -135,9 +157,8 @@ class BackgroundIndex:
     def _due(self, n: int, changed: bool) -> bool:
         if self.current is None:
             return n > 0
-        fresh = n - self.current.size
-        if fresh > max(1000, self.current.size // 20):
-            return True  # too many items outside the index: they are scored exactly, query by query
+        if n - self.current.size > max(1000, self.current.size // 20):
+            return True  # the index is full: the items outside it are scored apart, query by query
         return changed and time.monotonic() - self._started_at >= self.rebuild_s
 
     def _start(self, factors: np.ndarray) -> None:

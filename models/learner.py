@@ -36,9 +36,11 @@ class ItemLearner:
     (0, ['x', 'y'], [0, 1, 0])
     """
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, journaled: bool = False) -> None:
         self.config = c = config
         self.state = ItemState(c)
+        if journaled:  # snapshots replay co-occurrence from its log of adds (state/journal.py)
+            self.state.cooc.log = ([], [], [])
         self.n_events = 0
         self.seq = -1  # of the last delta taken
         self._pool = np.zeros(c.negative_pool, dtype=np.int64)
@@ -50,10 +52,9 @@ class ItemLearner:
         self._events: list[tuple[int, float, float, tuple[int, ...]]] = []
         self._rows: set[int] = set()
         # Since the last checkpoint (state/journal.py): the first new item,
-        # rows whose factors, co-occurrence row or popularity changed.
+        # rows whose factors or popularity changed (co-occurrence logs its adds).
         self._j_first = 0
         self._j_factors: set[int] = set()
-        self._j_cooc: set[int] = set()
         self._j_pop: set[int] = set()
 
     def learn(self, li: LearnInput) -> None:
@@ -69,7 +70,7 @@ class ItemLearner:
             learn_one(key, name, weight, ts, recent)
 
     def learn_one(self, key: int, name: str, weight: float, ts: float, recent: np.ndarray) -> None:
-        """Learn one event: item ``key`` (id ``name``) of ``weight`` at ``ts``, after the user's ``recent`` item keys."""
+        """Learn one event: item ``key`` (id ``name``) of ``weight`` at ``ts``, after the user's ``recent`` items."""
         s, c = self.state, self.config
         i = s.add(key, name)
         get = s.keys.get
@@ -86,8 +87,6 @@ class ItemLearner:
         changed = [i, *negatives, *history[history >= 0].tolist()]
         self._rows.update(changed)
         self._j_factors.update(changed)
-        self._j_cooc.add(i)
-        self._j_cooc.update(j for j in window if j >= 0)
         self._j_pop.add(i)
 
     def _sample_negatives(self, n_items: int) -> list[int]:
@@ -154,19 +153,18 @@ class ItemLearner:
     def row_bytes(self) -> int:
         s = self.state
         n = len(s)
-        entries = sum(r.n for r in s.cooc.rows) / n if n else 0.0
+        entries = sum(r.n for r in s.cooc.rows[:: max(1, n // 1000)]) / min(n, 1000) if n else 0.0  # a sample
         return int(8 * s.mf.n_factors + 16 * entries + 64)
 
     def delta(self) -> dict[str, np.ndarray]:
         s = self.state
         n = len(s)
         first, self._j_first = self._j_first, n
-        factors, cooc, pop = (_sorted(x) for x in (self._j_factors, self._j_cooc, self._j_pop))
-        self._j_factors, self._j_cooc, self._j_pop = set(), set(), set()
+        factors, pop = _sorted(self._j_factors), _sorted(self._j_pop)
+        self._j_factors, self._j_pop = set(), set()
         out = {"first": np.array(first), "keys": s.keys.view()[first:n].copy(), **_names(s.names[first:n])}
         out.update(self._factor_rows(factors))
-        out.update({f"co/{k}": v for k, v in s.cooc.export(cooc).items()})
-        out["co/rows"] = cooc
+        out["co/row"], out["co/col"], out["co/w"] = s.cooc.take_log()
         out["pop/rows"] = pop
         out["pop/val"], out["trend/val"] = s.pop.raw()[pop], s.trend.raw()[pop]
         out["pop/rescaled"] = np.array([s.pop.take_rescaled(), s.trend.take_rescaled()])
@@ -205,15 +203,8 @@ class ItemLearner:
         s = self.state
         self._place_items(int(a["first"]), a["keys"], unstrings(a["name_len"], a["name"]))
         self._set_factors(a)
-        rows = a["co/rows"]
-        keep = ~stale(rows)
-        if not keep.all():
-            at = np.concatenate([[0], np.cumsum(a["co/len"])])
-            take = np.concatenate([np.arange(at[j], at[j + 1]) for j in np.flatnonzero(keep)] or [np.zeros(0, int)])
-            a = {**a, "co/len": a["co/len"][keep], "co/total": a["co/total"][keep]}
-            a["co/idx"], a["co/val"] = a["co/idx"][take], a["co/val"][take]
-            rows = rows[keep]
-        s.cooc.set_rows(rows, {k[3:]: v for k, v in a.items() if k.startswith("co/") and k != "co/rows"})
+        keep = ~stale(a["co/row"])  # adds to a row a later slice rewrites are in that slice
+        s.cooc.replay(a["co/row"][keep], a["co/col"][keep], a["co/w"][keep])
         pop_factor, trend_factor = a["pop/rescaled"].tolist()
         s.pop.set_rows(a["pop/rows"], a["pop/val"], pop_factor)
         s.trend.set_rows(a["pop/rows"], a["trend/val"], trend_factor)
@@ -246,7 +237,8 @@ class ItemLearner:
         self._draws, self._draw_at = small["draws"], small["draw_at"]
         self._first = self._j_first = n
         self._events, self._rows = [], set()
-        self._j_factors, self._j_cooc, self._j_pop = set(), set(), set()
+        self._j_factors, self._j_pop = set(), set()
+        s.cooc.take_log()
 
     def _place_items(self, first: int, keys: np.ndarray, names: list[str]) -> None:
         s = self.state

@@ -4,11 +4,13 @@ A user's score for item ``i`` blends three signals, each scaled to
 ``[0, 1]``::
 
     w_mf * sigmoid(p_u . q_i) + w_cooc * co(u, i) / max co + w_pop * pop(i) / max pop
+        + w_trend * trend(i) / max trend
 
 ``p_u`` is the user vector (``models/mf.py``), ``co`` the co-occurrence of
 ``i`` with the user's last ``window`` items, normalised over the items the
-user may still be shown, and ``pop`` decayed popularity. Items the user
-interacted with are excluded.
+user may still be shown, ``pop`` decayed popularity (``half_life_s``) and
+``trend`` the same over a short half life (``trend_half_life_s``). Items
+the user interacted with are excluded.
 
 Up to ``exact_max_items`` items every item is scored: one matrix product
 and one row-wise partition per block of users. Above it ranking is two
@@ -28,6 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from models.arrays import unique_sorted
 from models.config import ModelConfig
 from models.ids import item_key
 from models.index import BackgroundIndex
@@ -111,7 +114,6 @@ class Ranker:
     def changed(self) -> None:
         """Tell the ranker the factors moved (an applied delta): the index is due for a rebuild."""
         self._factors_changed = True
-        self._candidates_at = -math.inf
 
     def maintain(self) -> bool:
         """Swap in a finished index build, start one if due; True when a new index was swapped in."""
@@ -138,6 +140,12 @@ class Ranker:
             block = self._block(chunk)
             out += self._two_stage(block, k) if two_stage else self._exact(block, k)
         return out
+
+    def vectors(self, views: Sequence[UserView]) -> np.ndarray:
+        """The users' vectors (recency-weighted history factors), ``(len(views), n_factors)``."""
+        s = self.state
+        recent = s.dense(np.concatenate([v.recent for v in views])).reshape(len(views), -1)
+        return user_vectors(recent, s.mf.history_factors.matrix, s.mf.weights)
 
     def _unit(self) -> tuple[float, float]:
         """``(half, unit)``: ranking scores s map back to the blend as ``s * unit + half``."""
@@ -172,10 +180,12 @@ class Ranker:
             np.tanh(score, out=score)
         else:
             score = np.zeros((vectors.shape[0], factors.shape[0]), dtype=np.float32)
-        peak = s.pop.peak()
-        if popularity and c.w_pop and peak > 0:
-            pop = s.pop.raw() if items is None else s.pop.raw()[items]
-            score += (pop * (c.w_pop / (peak * unit))).astype(np.float32)
+        if popularity:
+            for counts, w in ((s.pop, c.w_pop), (s.trend, c.w_trend)):
+                peak = counts.peak()
+                if w and peak > 0:
+                    raw = counts.raw() if items is None else counts.raw()[items]
+                    score += (raw * (w / (peak * unit))).astype(np.float32)
         return score
 
     def _exact(self, b: _Block, k: int) -> list[Ranked]:
@@ -204,33 +214,123 @@ class Ranker:
         return self._named(top, row[top])
 
     def _two_stage(self, b: _Block, k: int) -> list[Ranked]:
-        s = self.state
+        c = self._candidates(b)
+        per_user = [c["index"], c["fresh"]]
+        return self._score_candidates(b, per_user, np.concatenate([c["popular"], c["trending"]]), k, popularity=True)
+
+    def _candidates(self, b: _Block) -> dict[str, np.ndarray]:
+        """Every candidate source of a block: ``(users, m)`` matrices, or one array for every user.
+
+        ``index``: HNSW neighbours of the user vector; ``fresh``: the best
+        items added since the index was built; ``cooc``: the co-occurrence
+        rows of the user's recent items (in ``b``); ``popular`` and
+        ``trending``: the most popular items, long and short term. A new
+        source is one more entry here.
+        """
         index = self.index.current
         assert index is not None
+        popular, trending = self._popular_candidates()
+        return {
+            "index": index.query(b.vectors, self.config.candidates),
+            "fresh": self._fresh_candidates(b.vectors, index.size),
+            "popular": popular,
+            "trending": trending,
+        }
+
+    def sources(self, views: Sequence[UserView]) -> list[dict[str, set[int]]]:
+        """Which source proposed which candidates (dense items), per user (tests and benchmarks)."""
+        b = self._block(views)
+        c = self._candidates(b)
+        co_at = np.searchsorted(b.co_user, np.arange(len(views) + 1))
+        return [
+            {
+                "index": set(c["index"][u].tolist()),
+                "fresh": set(c["fresh"][u].tolist()),
+                "cooc": set(b.co_item[co_at[u] : co_at[u + 1]].tolist()),
+                "popular": set(c["popular"].tolist()),
+                "trending": set(c["trending"].tolist()),
+            }
+            for u in range(len(views))
+        ]
+
+    def _score_candidates(
+        self, b: _Block, per_user: list[np.ndarray], shared: np.ndarray, k: int, popularity: bool
+    ) -> list[Ranked]:
+        """The exact blend over each user's candidates only, for the whole block in a few array operations.
+
+        ``per_user`` are ``(users, m)`` candidate matrices, ``shared`` the
+        candidates of every user; the co-occurrence entries of ``b`` are
+        candidates too. Candidates are ``user * n + item`` keys, sorted and
+        deduplicated; each is scored once, then each user's best ``k``.
+        """
+        s = self.state
+        n = len(s)
         users = b.vectors.shape[0]
-        ann = index.query(b.vectors, self.config.candidates)
-        fixed = [self._popular_candidates(), np.arange(index.size, len(s))]  # the same for every user
-        co_at = np.searchsorted(b.co_user, np.arange(users + 1))
-        ex_at = np.searchsorted(b.ex_user, np.arange(users + 1))
-        out = []
-        for u in range(users):
-            co_item = b.co_item[co_at[u] : co_at[u + 1]]
-            cand = np.unique(np.concatenate([ann[u], co_item, *fixed]))
-            row = self._base_scores(b.vectors[u : u + 1], cand)[0]
-            row[np.searchsorted(cand, co_item)] += b.co_val[co_at[u] : co_at[u + 1]]
-            row[np.isin(cand, b.ex_item[ex_at[u] : ex_at[u + 1]])] = -math.inf
-            top = top_finite(row, k)
-            out.append(self._named(cand[top], row[top]))
+        rows = np.arange(users)
+        keys = [(rows[:, None] * n + m).ravel() for m in per_user if m.shape[1]]
+        keys += [(rows[:, None] * n + shared[None, :]).ravel(), b.co_user * n + b.co_item]
+        key = unique_sorted(np.concatenate(keys))
+        user, item = np.divmod(key, n)
+        score = self._pair_scores(b.vectors, user, item, popularity)
+        if b.co_val.size:
+            score[np.searchsorted(key, b.co_user * n + b.co_item)] += b.co_val.astype(np.float32)
+        if b.ex_item.size:
+            ex = b.ex_user * n + b.ex_item
+            pos = np.minimum(np.searchsorted(key, ex), key.shape[0] - 1)
+            score[pos[key[pos] == ex]] = -math.inf
+        starts = np.searchsorted(user, np.arange(users + 1))
+        width = int((starts[1:] - starts[:-1]).max()) if users else 0
+        table = np.full((users, width), -math.inf, dtype=np.float32)
+        table[user, np.arange(key.shape[0]) - starts[user]] = score
+        tops = top_k_rows(table, k)
+        picked = [item[starts[r] + t] for r, t in enumerate(tops)]
+        return self._named_many(picked, np.concatenate([table[r, t] for r, t in enumerate(tops)]))
+
+    def _pair_scores(self, vectors: np.ndarray, user: np.ndarray, item: np.ndarray, popularity: bool) -> np.ndarray:
+        """The MF and popularity terms of ``(user, item)`` pairs (what :meth:`_base_scores` gives per cell)."""
+        s, c = self.state, self.config
+        half, unit = self._unit()
+        if half > 0:
+            score = np.einsum("pf,pf->p", s.mf.item_factors[item], vectors[user] * np.float32(0.5))
+            np.tanh(score, out=score)
+        else:
+            score = np.zeros(item.shape[0], dtype=np.float32)
+        if popularity:
+            for counts, w in ((s.pop, c.w_pop), (s.trend, c.w_trend)):
+                peak = counts.peak()
+                if w and peak > 0:
+                    score += (counts.raw()[item] * (w / (peak * unit))).astype(np.float32)
+        return score
+
+    def _fresh_candidates(self, vectors: np.ndarray, indexed: int) -> np.ndarray:
+        """For each user, the best of the items added since the index was built (MF and popularity terms).
+
+        Until the next build swaps in, these items are in no index: they
+        are scored for the whole block in one product, and the best
+        ``candidates`` of each user join that user's candidates.
+        """
+        n = len(self.state)
+        users = vectors.shape[0]
+        if n <= indexed:
+            return np.zeros((users, 0), dtype=np.int64)
+        items = np.arange(indexed, n)
+        if items.shape[0] <= self.config.candidates:
+            return np.broadcast_to(items, (users, items.shape[0]))
+        best = top_k_rows(self._base_scores(vectors, items), self.config.candidates)
+        width = max(t.shape[0] for t in best)
+        out = np.full((users, width), items[0], dtype=np.int64)  # short rows repeat a candidate (deduplicated)
+        for r, t in enumerate(best):
+            out[r, : t.shape[0]] = items[t]
         return out
 
-    def _popular_candidates(self) -> np.ndarray:
+    def _popular_candidates(self) -> tuple[np.ndarray, np.ndarray]:
         """The most popular and the trending items, recomputed at most every second."""
         now = time.monotonic()
         if now - self._candidates_at > _POPULAR_EVERY_S:
             s, n = self.state, self.config.popular_candidates
             self._popular_top, self._trending_top = s.pop.top(n), s.trend.top(n)
             self._candidates_at = now
-        return np.concatenate([self._popular_top, self._trending_top])
+        return self._popular_top, self._trending_top
 
     def _named_many(self, tops: list[np.ndarray], scores: np.ndarray) -> list[Ranked]:
         """:meth:`_named` of many lists at once: ``scores`` holds theirs, concatenated."""
@@ -286,35 +386,32 @@ class Ranker:
             yield from [EMPTY] * len(items)
             return
         two_stage = self.uses_index()
+        scale = c.w_cooc / self._unit()[1]
         for start in range(0, len(items), BLOCK):
             chunk = items[start : start + BLOCK]
-            vectors = s.mf.history_factors.data[chunk]
             rows = [s.cooc.row(i) for i in chunk.tolist()]
+            lens = [r[0].shape[0] for r in rows]
+            co_item = np.concatenate([r[0] for r in rows]) if sum(lens) else np.zeros(0, dtype=np.int64)
+            co_val = np.concatenate([r[1] / r[1].max() for r in rows if r[1].size]) if sum(lens) else np.zeros(0)
+            if not c.w_cooc:
+                co_item, co_val, lens = np.zeros(0, dtype=np.int64), np.zeros(0), [0] * len(chunk)
+            b = _Block(
+                s.mf.history_factors.data[chunk],
+                np.repeat(np.arange(len(chunk)), lens),
+                co_item,
+                co_val * scale,
+                np.arange(len(chunk)),
+                chunk,
+            )
             if two_stage:
-                yield from self._similar_candidates(chunk, vectors, rows, k)
+                index = self.index.current
+                assert index is not None
+                per_user = [index.query(b.vectors, c.candidates), self._fresh_candidates(b.vectors, index.size)]
+                yield from self._score_candidates(b, per_user, np.zeros(0, dtype=np.int64), k, popularity=False)
                 continue
-            score = self._base_scores(vectors, None, popularity=False)
-            for r, (co_idx, share) in enumerate(rows):
-                if co_idx.size and c.w_cooc:
-                    score[r, co_idx] += (share * (c.w_cooc / self._unit()[1] / share.max())).astype(np.float32)
-            score[np.arange(len(chunk)), chunk] = -math.inf
-            for row, top in enumerate(top_k_rows(score, k)):
-                yield self._named(top, score[row, top])
-
-    def _similar_candidates(
-        self, chunk: np.ndarray, vectors: np.ndarray, rows: list[tuple[np.ndarray, np.ndarray]], k: int
-    ) -> Iterator[Ranked]:
-        c = self.config
-        index = self.index.current
-        assert index is not None
-        ann = index.query(vectors, c.candidates)
-        fresh = np.arange(index.size, len(self.state))
-        for r, i in enumerate(chunk.tolist()):
-            co_idx, share = rows[r]
-            cand = np.unique(np.concatenate([ann[r], co_idx, fresh]))
-            row = self._base_scores(vectors[r : r + 1], cand, popularity=False)[0]
-            if co_idx.size and c.w_cooc:
-                row[np.searchsorted(cand, co_idx)] += share * (c.w_cooc / self._unit()[1] / share.max())
-            row[cand == i] = -math.inf
-            top = top_finite(row, k)
-            yield self._named(cand[top], row[top])
+            score = self._base_scores(b.vectors, None, popularity=False)
+            score[b.co_user, b.co_item] += b.co_val.astype(np.float32)
+            score[b.ex_user, b.ex_item] = -math.inf
+            tops = top_k_rows(score, k)
+            rows_of = np.repeat(np.arange(len(tops)), [t.shape[0] for t in tops])
+            yield from self._named_many(tops, score[rows_of, np.concatenate(tops)] if tops else np.zeros(0))

@@ -32,7 +32,7 @@ def top_k(score: np.ndarray, k: int) -> np.ndarray:
             rest = np.flatnonzero(~np.isfinite(score) | np.isnan(score))
             top = np.concatenate([top, rest[~np.isin(rest, top)][: k - top.shape[0]]])
         return top
-    kth = np.partition(score, n - k)[n - k]
+    kth = -np.partition(-score, k - 1)[k - 1]  # (selecting from the top: many equal -inf values slow the other way)
     cand = np.flatnonzero(score >= kth)
     return cand[np.argsort(-score[cand], kind="stable")][:k]
 
@@ -65,8 +65,13 @@ def top_k_rows(score: np.ndarray, k: int) -> list[np.ndarray]:
     if rows == 0 or k <= 0 or n == 0:
         return [np.zeros(0, dtype=np.int64) for _ in range(rows)]
     chunks = n // _CHUNK
-    if chunks <= k:  # too few chunks to prune: every score is a candidate
-        row, col = np.nonzero(np.ones_like(score, dtype=np.bool_))
+    if chunks <= k:  # short rows: the k-th largest score itself is the bound
+        if k < n:
+            threshold = -np.partition(-score, k - 1, axis=1)[:, k - 1]
+            row, col = np.nonzero(score >= threshold[:, None])
+        else:
+            row, col = np.nonzero(np.ones_like(score, dtype=np.bool_))
+        value = score[row, col]
     else:
         # Chunk j holds positions j, j + chunks, j + 2 * chunks, ...: strided,
         # so that items of similar score that sit together (ids assigned by
@@ -78,7 +83,7 @@ def top_k_rows(score: np.ndarray, k: int) -> list[np.ndarray]:
             tail = np.full((rows, extra * chunks), -np.inf, dtype=score.dtype)
             tail[:, : n - full] = score[:, full:]
             np.maximum(best, tail.reshape(rows, extra, chunks).max(axis=1), out=best)
-        threshold = np.partition(best, chunks - k, axis=1)[:, chunks - k]
+        threshold = -np.partition(-best, k - 1, axis=1)[:, k - 1]
         r, c = np.nonzero(best >= threshold[:, None])
         cols = c[:, None] + chunks * np.arange(_CHUNK + extra)
         inside = cols < n
@@ -87,8 +92,6 @@ def top_k_rows(score: np.ndarray, k: int) -> list[np.ndarray]:
         value = score.ravel()[row * n + col] if score.flags.c_contiguous else score[row, col]
         keep = value >= threshold[row]
         row, col, value = row[keep], col[keep], value[keep]
-    if chunks <= k:
-        value = score[row, col]
     order = np.lexsort((col, -value, row))  # by row, then best first, ties by position
     row, col, value = row[order], col[order], value[order]
     at = np.searchsorted(row, np.arange(rows + 1)).tolist()

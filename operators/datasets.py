@@ -60,8 +60,8 @@ def iter_events(path: str | Path, fmt: str = "auto") -> Iterator[Event]:
 def _jsonl(path: Path) -> Iterator[Event]:
     config = ParseConfig()
     with open(path, "rb") as f:
-        for n, line in enumerate(f, 1):
-            line = line.strip()
+        for n, raw in enumerate(f, 1):
+            line = raw.strip()
             if not line:
                 continue
             got = parse(line, 0.0, config)

@@ -7,6 +7,7 @@ commits: on restart, input offsets and model state rewind together.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -45,10 +46,8 @@ def ensure_topics(brokers: str, topics: dict[str, int], extra: Mapping[str, Any]
         missing = {t: {"num_partitions": n, "replication_factor": -1} for t, n in topics.items() if t not in existing}
         if missing:
             log.info("creating Kafka topics %s on %s", ", ".join(sorted(missing)), brokers)
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(missing, wait_for_metadata=True)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         admin.close()
 

@@ -54,9 +54,9 @@ class LearnerLogic(StatefulBatchLogic[LearnBatch, tuple[str, Broadcast], Manifes
     ) -> None:
         self._journal = snapshots.journal("learner") if snapshots else None
         if resume is not None and snapshots is not None:
-            self.learner = snapshots.restore(resume, lambda: ItemLearner(config), self._journal)
+            self.learner = snapshots.restore(resume, lambda: ItemLearner(config, journaled=True), self._journal)
         else:
-            self.learner = ItemLearner(config)
+            self.learner = ItemLearner(config, journaled=snapshots is not None)
         self._keys = rank_keys
         self._local = local
         self._every = broadcast_s

@@ -111,10 +111,21 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
             return [], StatefulBatchLogic.RETAIN
         self._waiting = []
         writes = self._rank(batches) if batches else []
-        if self.ranker.maintain():
-            metrics.INDEX_BUILDS.inc()
-            metrics.INDEX_BUILD_SECONDS.observe(self.ranker.index.current.build_s)  # type: ignore[union-attr]
+        self._maintain()
         return writes, StatefulBatchLogic.RETAIN
+
+    def _maintain(self) -> None:
+        """Keep the index current (swap a finished build, insert new items, start a build) and report it."""
+        index = self.ranker.index
+        was_building = index.building
+        if self.ranker.maintain() and index.current is not None:
+            metrics.INDEX_BUILDS.inc()
+            metrics.INDEX_BUILD_SECONDS.observe(index.current.build_s)
+        if index.building != was_building:
+            metrics.INDEX_BUILDING.inc(1 if index.building else -1)
+        if index.current is not None:
+            metrics.INDEX_ITEMS.labels(str(self.shard)).set(index.current.size)
+            metrics.INDEX_BYTES.labels(str(self.shard)).set(index.current.memory_bytes)
 
     def _apply(self, delta: ItemDelta) -> None:
         self.replica.apply(delta)
@@ -151,7 +162,10 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
         return writes
 
     def on_notify(self) -> tuple[list[ListWrite], bool]:
-        writes = self.refresh_lists() if self.ranker.ready else []
+        writes = []
+        if self.ranker.ready:
+            writes = self.refresh_lists()
+            self._maintain()
         wait = _CATCH_UP_S if self._pending else self.serve.refresh_s
         self._next_refresh = datetime.now(UTC) + timedelta(seconds=wait)
         return writes, StatefulBatchLogic.RETAIN

@@ -19,12 +19,11 @@ class Snapshots:
 
     root: Path
     meta: dict[str, Any] = field(default_factory=dict)
-    slice_bytes: int = 8 << 20
     keep_s: float = 120.0
 
     def journal(self, name: str, **meta: Any) -> Journal:
         """The journal of one state; ``meta`` is stored with it besides the checked topology."""
-        return Journal(self.root / "journal", name, {**self.meta, **meta}, self.slice_bytes, self.keep_s)
+        return Journal(self.root / "journal", name, {**self.meta, **meta}, keep_s=self.keep_s)
 
     def restore(self, manifest: Any, make: Callable[[], T], journal: Journal | None) -> T:
         """The state of ``manifest``; ``journal`` continues its sequence. A foreign snapshot raises RecoveryError."""

@@ -8,7 +8,11 @@ file holding
 
 - the *delta*: what changed since the previous snapshot (the owner tracks it), and
 - a *slice* of the base: every row in ``[cursor, cursor + n)``, the cursor
-  moving on each snapshot, so that every row is rewritten once per rotation,
+  moving on each snapshot, so that every row is rewritten once per rotation.
+  The slice is about as large as the delta (within ``min_slice_bytes`` and
+  ``max_slice_bytes``): a snapshot then costs twice what changed, and the
+  deltas a restore needs (those since the last full rotation) stay about
+  as large as the state itself, whatever the event rate,
 
 and returns a :class:`Manifest` (a few hundred bytes) naming the segments
 a restore needs. Restoring applies them in order. Once a rotation
@@ -25,6 +29,7 @@ named them (longer than Bytewax keeps an older epoch resumable).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
@@ -67,7 +72,7 @@ class Journaled(Protocol):
         ...
 
     def apply_delta(self, arrays: Arrays, stale: Callable[[np.ndarray], np.ndarray]) -> None:
-        """Restore: replay a :meth:`delta`, skipping rows where ``stale(rows)`` is True (a later slice rewrites them)."""
+        """Restore: replay a :meth:`delta`, but not the rows ``stale(rows)`` marks (a later slice rewrites them)."""
         ...
 
     def apply_slice(self, lo: int, hi: int, arrays: Arrays) -> None:
@@ -109,17 +114,26 @@ class Journal:
     meta
         Stored in every manifest and checked on restore (the worker count,
         the shard): a restore that does not match raises :class:`RecoveryMismatch`.
-    slice_bytes
-        About how much of the base each snapshot rewrites.
+    min_slice_bytes, max_slice_bytes
+        Bounds of how much of the base one snapshot rewrites.
     keep_s
         How long a segment no manifest needs any more is kept.
     """
 
-    def __init__(self, root: Path, name: str, meta: dict[str, Any], slice_bytes: int = 8 << 20, keep_s: float = 120.0):
+    def __init__(
+        self,
+        root: Path,
+        name: str,
+        meta: dict[str, Any],
+        min_slice_bytes: int = 512 << 10,
+        max_slice_bytes: int = 8 << 20,
+        keep_s: float = 120.0,
+    ):
         self.name = name
         self.directory = directory = root / name
         self.meta = meta
-        self.slice_bytes = slice_bytes
+        self.min_slice_bytes = min_slice_bytes
+        self.max_slice_bytes = max_slice_bytes
         self.keep_s = keep_s
         self._token = secrets.token_hex(4)
         self._seq = -1
@@ -148,10 +162,10 @@ class Journal:
         self._seq += 1
         seq = self._seq
         rows = state.rows()
-        per = max(256, self.slice_bytes // max(state.row_bytes(), 1))
-        lo = min(self._cursor, rows)
-        hi = min(lo + per, rows)
         arrays = {f"d/{k}": v for k, v in state.delta().items()}
+        budget = min(max(sum(v.nbytes for v in arrays.values()), self.min_slice_bytes), self.max_slice_bytes)
+        lo = min(self._cursor, rows)
+        hi = min(lo + max(64, budget // max(state.row_bytes(), 1)), rows)
         arrays.update({f"s/{k}": v for k, v in state.slice(lo, hi).items()})
         arrays["lo"], arrays["hi"] = np.array(lo), np.array(hi)
         name = f"seg-{self._token}-{seq:09d}.npz"
@@ -187,10 +201,8 @@ class Journal:
         due = [n for t, n in self._retired if t < cutoff]
         self._retired = [(t, n) for t, n in self._retired if t >= cutoff]
         for name in due:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 (self.directory / name).unlink()
-            except FileNotFoundError:
-                pass
 
 
 def restore(

@@ -87,8 +87,12 @@ SNAPSHOT_SECONDS = Histogram(
 )
 SNAPSHOT_BYTES = Counter("freshrec_snapshot_bytes", "Bytes of recovery snapshot segments written", ["step"])
 
-# The rankers' HNSW indexes (models/index.py), built in the background.
+# The rankers' HNSW indexes (models/index.py), built in the background;
+# items added since a build are inserted into it between batches.
 INDEX_BUILDS = Counter("freshrec_index_builds", "HNSW index builds swapped in")
+INDEX_BUILDING = Gauge("freshrec_index_building", "Background HNSW builds running in this process")
+INDEX_ITEMS = Gauge("freshrec_index_items", "Items in the current HNSW index of each ranker", ["shard"])
+INDEX_BYTES = Gauge("freshrec_index_bytes", "Memory of the current HNSW index of each ranker", ["shard"])
 INDEX_BUILD_SECONDS = Histogram(
     "freshrec_index_build_seconds",
     "Duration of one background HNSW build",

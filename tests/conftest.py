@@ -20,6 +20,17 @@ from bench import services as services_sh
 from support import Flow
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "services: needs the real Kafka and Redis (deselect with -m 'not services')")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses the services (directly or through another fixture) is marked ``services``."""
+    for item in items:
+        if "services" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.services)
+
+
 @pytest.fixture(scope="session")
 def services() -> Iterator[dict[str, str]]:
     if os.environ.get("FRESHREC_KAFKA") and os.environ.get("FRESHREC_REDIS_URL"):

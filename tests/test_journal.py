@@ -34,7 +34,7 @@ def same_users(a: UserTable, b: UserTable) -> None:
 
 def test_user_shard_restores_exactly_across_rotations(tmp_path: Path) -> None:
     table = UserTable(CFG)
-    journal = Journal(tmp_path, "users-0", {"workers": 1}, slice_bytes=4000, keep_s=0)
+    journal = Journal(tmp_path, "users-0", {"workers": 1}, min_slice_bytes=4000, max_slice_bytes=4000, keep_s=0)
     manifest = None
     for n, e in enumerate(events(30_000)):
         table.learn(e)
@@ -50,8 +50,8 @@ def test_user_shard_restores_exactly_across_rotations(tmp_path: Path) -> None:
 
 def test_learner_restores_exactly_and_goes_on_identically(tmp_path: Path) -> None:
     stream = events(30_000)
-    users, learner = UserTable(CFG), ItemLearner(CFG)
-    journal = Journal(tmp_path, "learner", {"workers": 1}, slice_bytes=20_000, keep_s=0)
+    users, learner = UserTable(CFG), ItemLearner(CFG, journaled=True)
+    journal = Journal(tmp_path, "learner", {"workers": 1}, min_slice_bytes=20_000, max_slice_bytes=20_000, keep_s=0)
     for n, e in enumerate(stream[:25_000]):
         learner.learn(users.learn(e))
         if n % 1499 == 0:
@@ -59,7 +59,7 @@ def test_learner_restores_exactly_and_goes_on_identically(tmp_path: Path) -> Non
         if n % 2000 == 0:
             learner.take_delta(shared=False)  # the rankers' deltas do not disturb the journal's
     manifest = journal.checkpoint(learner)
-    restored, _ = restore(manifest, lambda: ItemLearner(CFG), {"workers": 1}, tmp_path)
+    restored, _ = restore(manifest, lambda: ItemLearner(CFG, journaled=True), {"workers": 1}, tmp_path)
     assert isinstance(restored, ItemLearner)
     a, b = learner.state, restored.state
     assert a.names == b.names and np.array_equal(a.keys.view(), b.keys.view())
@@ -77,7 +77,7 @@ def test_learner_restores_exactly_and_goes_on_identically(tmp_path: Path) -> Non
 
 def test_a_snapshot_writes_what_changed_not_the_whole_state(tmp_path: Path) -> None:
     table = UserTable(CFG)
-    journal = Journal(tmp_path, "users-0", {"workers": 1}, slice_bytes=64_000, keep_s=0)
+    journal = Journal(tmp_path, "users-0", {"workers": 1}, min_slice_bytes=64_000, max_slice_bytes=64_000, keep_s=0)
     for e in events(60_000, users=20_000):
         table.learn(e)
     journal.checkpoint(table)
@@ -95,7 +95,7 @@ def test_a_snapshot_of_another_topology_or_version_says_what_to_do(tmp_path: Pat
     snapshots = Snapshots(tmp_path, {"workers": 3})
     with pytest.raises(RecoveryError, match="workers=2, this run has workers=3"):
         snapshots.restore(manifest, lambda: UserTable(CFG), None)
-    with pytest.raises(RecoveryError, match="another freshrec version.*Move the --recovery-dir away"):
+    with pytest.raises(RecoveryError, match=r"another freshrec version.*Move the --recovery-dir away"):
         snapshots.restore(pickle.dumps({"a": 1}), lambda: UserTable(CFG), None)
     for seg in (tmp_path / "journal" / "users-0").glob("seg-*"):
         seg.unlink()

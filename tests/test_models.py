@@ -77,14 +77,16 @@ def reference_scores(m: Recommender, user: str) -> np.ndarray:
         idx, share = s.cooc.row(j)
         co[idx] += share * c.cooc_recency**age
     co[seen] = 0.0
-    pop = s.pop.raw()
+    pop, trend = s.pop.raw(), s.trend.raw()
     score = c.w_mf * mf + c.w_cooc * co / max(co.max(), 1e-300) + c.w_pop * pop / pop.max()
+    score += c.w_trend * trend / trend.max()
     score[seen] = -np.inf
     return score
 
 
-def test_ranking_matches_the_plain_blend() -> None:
-    m = trained()
+@pytest.mark.parametrize("w_trend", [0.0, 0.4])
+def test_ranking_matches_the_plain_blend(w_trend: float) -> None:
+    m = trained(ModelConfig(seed=3, w_trend=w_trend))
     s = m.learner.state
     for user in ("u0", "u3", "u50", "u199"):
         ref = reference_scores(m, user)
@@ -140,7 +142,7 @@ def test_cooc_rows_stay_bounded(pairs: list[tuple[int, int]], cap: int) -> None:
     recent: list[int] = []
     for a, b in pairs:
         co.learn(recent, b, 1.0)
-        recent = (recent + [a])[-5:]
+        recent = ([*recent, a])[-5:]
     for row in co.rows:
         assert row.n <= 2 * cap
         assert row.total == pytest.approx(float(row.val[: row.n].sum()))

@@ -30,7 +30,7 @@ def test_weights_values_and_unknown_fields() -> None:
 
 
 @pytest.mark.parametrize(
-    "raw, reason",
+    ("raw", "reason"),
     [
         (b"\xff\xfe", "not_utf8"),
         (b'{"user": "a", "item": "b"', "not_json"),

@@ -1,0 +1,230 @@
+"""``freshrec bench --catalogue``: large catalogues, two-stage ranking against exact, on the production paths.
+
+For each catalogue size (10k, 100k and 1M items by default) of the
+synthetic stream (100k users, Zipf 0.6 item popularity, so that a
+warm-up of twice as many events as items shows about 74% of the items):
+
+In-process, on the model classes the flow runs (``models/``), the index
+kept the production way (built in the background, new items inserted):
+
+- ``recall_at_20``: the two-stage list against the exact blended top-20
+  over the whole catalogue, at the same moment, for 1,000 sampled users,
+  after 20k more events have moved the factors on since the last build;
+- ``index_recall_at_20``: the index's own share, the exact inner-product
+  top-20 of the user vectors found among its candidates;
+- ``hr_at_10`` / ``exact_hr_at_10``: prequential HR@10 of both paths on the
+  same events (each event is checked against both lists, then learned);
+- ``index_build_s`` / ``index_mb``: the last background build.
+
+Through the real flow (``freshrec run`` on Kafka and Redis, recovery on,
+5 s snapshots):
+
+- ``events_per_s``: the drain rate of a backlog produced after the warm-up;
+- ``freshness_p99_ms_during_rebuild``: freshness p99 at 1,000 events/s,
+  counted only while a background index build runs.
+
+The last line of ``freshrec bench --catalogue --json`` is one JSON object
+``{"catalogue": [{"items": ..., ...}, ...]}``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from kafka import KafkaProducer
+
+from bench.measure import Process, quantiles, start_flow
+from models import ModelConfig, Recommender
+from models.ids import item_key
+from operators.kafka_io import ensure_topics
+from operators.local_io import event_json
+from operators.synthetic import SyntheticConfig, synthetic_events
+from state.metrics import total
+
+USERS = 100_000
+ZIPF = 0.6
+
+
+@dataclass(frozen=True)
+class CataloguePlan:
+    """Sizes of a catalogue run."""
+
+    sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)
+    warm_factor: float = 2.0  # warm-up events per item
+    after_events: int = 20_000  # events between the last build and the recall measurement
+    sample_users: int = 1000
+    hr_events: int = 10_000
+    backlog: int = 60_000  # drained through the flow after the warm-up
+    rebuild_stage_s: float = 60.0  # seconds at 1,000 events/s, freshness counted while a build runs
+
+    @classmethod
+    def make(cls, quick: bool) -> CataloguePlan:
+        if quick:
+            return cls(warm_factor=1.2, after_events=10_000, hr_events=3000, backlog=20_000, rebuild_stage_s=30.0)
+        return cls()
+
+
+def stream(items: int, events: int, seed: int) -> SyntheticConfig:
+    return SyntheticConfig(users=USERS, items=items, topics=50, events=events, zipf=ZIPF, seed=seed)
+
+
+def _say(msg: str) -> None:
+    print(f"[catalogue {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def in_process(items: int, plan: CataloguePlan, config: ModelConfig | None = None) -> dict[str, float]:
+    """Recall, prequential HR@10 of both paths, and the index, on the model classes the flow runs."""
+    cfg = replace(config or ModelConfig(), exact_max_items=min((config or ModelConfig()).exact_max_items, items // 2))
+    m = Recommender(cfg)
+    warm = int(plan.warm_factor * items)
+    t0 = time.perf_counter()
+    for e in synthetic_events(stream(items, warm, seed=1)):
+        m.learn(e)
+    m.sync()
+    _say(
+        f"{items:,} items: warm-up of {warm:,} events in {time.perf_counter() - t0:.0f} s, "
+        f"{len(m.learner.state):,} items seen"
+    )
+    # Prequential HR@10 on the next events: each checked against both lists, then learned.
+    hits = hits_exact = 0
+    for e in synthetic_events(stream(items, plan.hr_events, seed=2)):
+        view = m.users.view(e.user)
+        if view is not None:
+            target = item_key(e.item)
+            hits += target in m.ranker.rank([view], 10, exact=False)[0].keys
+            hits_exact += target in m.ranker.rank([view], 10, exact=True)[0].keys
+        m.learn(e)
+    # The recall figure: the index built from factors that have moved on since, new items inserted.
+    m.ranker.index.wait()
+    m.sync()
+    for e in synthetic_events(stream(items, plan.after_events, seed=3)):
+        m.learn(e)
+    m.sync()
+    index = m.ranker.index.current
+    assert index is not None
+    rng = np.random.default_rng(0)
+    names = m.users.users.names
+    users = [names[i] for i in rng.choice(len(names), min(plan.sample_users, len(names)), replace=False)]
+    views = [v for v in (m.users.view(u) for u in users) if v is not None]
+    t0 = time.perf_counter()
+    two = m.ranker.rank(views, 20, exact=False)
+    two_us = (time.perf_counter() - t0) / len(views) * 1e6
+    t0 = time.perf_counter()
+    exact = m.ranker.rank(views, 20, exact=True)
+    exact_us = (time.perf_counter() - t0) / len(views) * 1e6
+    recall = np.mean([len(set(a.keys) & set(b.keys)) / max(len(b.keys), 1) for a, b in zip(two, exact)])
+    vectors = m.ranker.vectors(views[:256])
+    found = index.query(vectors, cfg.candidates)
+    top_ip = np.argsort(-(vectors @ m.ranker.state.mf.item_factors[: index.size].T), axis=1)[:, :20]
+    index_recall = np.mean([len(set(f.tolist()) & set(t.tolist())) / 20 for f, t in zip(found, top_ip)])
+    n_hr = plan.hr_events
+    return {
+        "items": items,
+        "items_seen": len(m.learner.state),
+        "two_stage_in_production": len(m.learner.state) > (config or ModelConfig()).exact_max_items,
+        "recall_at_20": round(float(recall), 4),
+        "index_recall_at_20": round(float(index_recall), 4),
+        "hr_at_10": round(hits / n_hr, 4),
+        "exact_hr_at_10": round(hits_exact / n_hr, 4),
+        "two_stage_us_per_user": round(two_us, 1),
+        "exact_us_per_user": round(exact_us, 1),
+        "index_build_s": round(index.build_s, 2),
+        "index_mb": round(index.memory_bytes / 1e6, 1),
+        "index_items": index.size,
+    }
+
+
+def _produce(kafka: str, topic: str, config: SyntheticConfig, rate: float = 0.0) -> None:
+    ensure_topics(kafka, {topic: 1, f"{topic}.dlq": 1})
+    producer = KafkaProducer(bootstrap_servers=kafka.split(","), linger_ms=20, batch_size=1 << 18, acks=1)
+    start = time.monotonic()
+    for n, event in enumerate(synthetic_events(config)):
+        ev = event
+        if rate > 0:
+            ahead = n / rate - (time.monotonic() - start)
+            if ahead > 0.001:
+                time.sleep(ahead)
+            now = time.time()
+            ev = event._replace(ts=now, source_ts=now)
+        producer.send(topic, key=ev.user.encode(), value=event_json(ev))
+    producer.flush()
+    producer.close()
+
+
+def _buckets(samples: list) -> dict[float, float]:
+    return {float(lab["le"]): v for n, lab, v in samples if n == "freshrec_freshness_seconds_bucket"}
+
+
+def through_flow(items: int, plan: CataloguePlan, kafka: str, redis_url: str, workdir: Path) -> dict[str, float]:
+    """Drain rate after the warm-up, and freshness at 1,000 events/s while the index is rebuilt."""
+    tag = uuid.uuid4().hex[:8]
+    topic, ns = f"catalogue.{tag}", f"cat{tag}"
+    warm = int(plan.warm_factor * items)
+    _say(f"{items:,} items: producing {warm:,} warm-up and {plan.backlog:,} backlog events")
+    _produce(kafka, topic, stream(items, warm + plan.backlog, seed=1))
+    extra = ("--recovery-dir", str(workdir / f"recovery-{tag}"), "--snapshot-interval-s", "5")
+    flow: Process = start_flow(kafka, topic, redis_url, ns, workdir, f"catalogue-{tag}", *extra)
+    try:
+        series = []
+        t0 = time.monotonic()
+        target = warm + plan.backlog
+        while True:
+            n = flow.applied()
+            series.append((time.monotonic() - t0, n))
+            if n >= target:
+                break
+            if flow.proc.poll() is not None or time.monotonic() - t0 > 7200:
+                raise RuntimeError(f"the catalogue flow stalled at {n:,.0f} events; see {flow.log.name}")
+            time.sleep(0.25)
+        lo, hi = warm + 0.1 * plan.backlog, warm + 0.9 * plan.backlog
+        t_lo = next(t for t, n in series if n >= lo)
+        t_hi = next(t for t, n in series if n >= hi)
+        eps = (hi - lo) / max(t_hi - t_lo, 1e-9)
+        _say(f"{items:,} items: drained the backlog at {eps:,.0f} events/s (warm-up {series[-1][0]:.0f} s in all)")
+        # 1,000 events/s; freshness counted over the seconds a background build ran.
+        import threading
+
+        producer = threading.Thread(
+            target=_produce,
+            args=(kafka, topic, stream(items, int(1000 * plan.rebuild_stage_s), seed=5), 1000.0),
+            daemon=True,
+        )
+        producer.start()
+        during: dict[float, float] = {}
+        before = flow.samples()
+        building_s = 0.0
+        while producer.is_alive():
+            time.sleep(1.0)
+            after = flow.samples()
+            if total(before, "freshrec_index_building") > 0 and total(after, "freshrec_index_building") > 0:
+                for edge, count in _buckets(after).items():
+                    during[edge] = during.get(edge, 0.0) + count - _buckets(before).get(edge, 0.0)
+                building_s += 1.0
+            before = after
+        p99 = quantiles({}, during, (0.99,))[0] if during else float("nan")
+        return {
+            "events_per_s": round(eps),
+            "freshness_p99_ms_during_rebuild": round(p99 * 1000, 1),
+            "rebuild_seconds_observed": building_s,
+        }
+    finally:
+        flow.stop()
+
+
+def run_catalogue(plan: CataloguePlan, kafka: str | None, redis_url: str | None, workdir: Path) -> list[dict]:
+    rows = []
+    for items in plan.sizes:
+        row = in_process(items, plan)
+        _say(
+            f"{items:,} items: recall@20 {row['recall_at_20']}, index {row['index_recall_at_20']}, HR@10 "
+            f"{row['hr_at_10']} vs exact {row['exact_hr_at_10']}, build {row['index_build_s']} s"
+        )
+        if kafka and redis_url:
+            row.update(through_flow(items, plan, kafka, redis_url, workdir))
+        rows.append(row)
+    return rows

@@ -1,0 +1,195 @@
+"""``freshrec bench --scale``: one process against two on Bytewax's cluster, recovery on, and the single writer.
+
+On real Kafka (topics of 2 partitions) and Redis, every flow with
+``--recovery-dir`` and 5 s snapshots, as production runs:
+
+- ``scale``: drain rate of the same backlog with 1 and 2 processes
+  (``freshrec run --processes N``), runs paired: the ratio is the median of
+  the per-run ratios;
+- ``hit_rate_at_10``: the live hit-rate with 1 and 2 processes on the same
+  synthetic stream (5,000 users, so that most events have a list to check)
+  produced at 1,000 events/s while each runs (hits and checks summed over
+  the processes);
+- ``freshness_recovery_ms``: one process holding 1M users of state (and
+  their histories), at 1,000 events/s: freshness p50/p99 from the flow's
+  histogram, and the longest pause, the worst of probe events sent every
+  50 ms and timed until their user's list shows them in Redis;
+- ``single_writer_ceiling_eps``: the learner alone, in-process
+  (``bench/stages.py``), the ceiling of any cluster.
+
+The last line of ``freshrec bench --scale --json`` is one JSON object.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.measure import Process, drain, probe_latency, quantiles, replay, settle, start_flow, wait_replay
+from bench.stages import measure as stage_costs
+from state.metrics import total
+
+SNAPSHOT = ("--snapshot-interval-s", "5")
+
+
+@dataclass(frozen=True)
+class ScalePlan:
+    runs: int = 3
+    backlog: int = 150_000
+    hit_events: int = 60_000  # at 1,000 events/s
+    state_users: int = 1_000_000
+    events_per_user: int = 2
+    probe_s: float = 60.0
+
+    @classmethod
+    def make(cls, quick: bool) -> ScalePlan:
+        if quick:
+            return cls(runs=1, backlog=60_000, hit_events=20_000, state_users=200_000, probe_s=20.0)
+        return cls()
+
+
+def _say(msg: str) -> None:
+    print(f"[scale {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def _replay(kafka: str, topic: str, rate: float, limit: int, seed: int, users: int = 100_000) -> subprocess.Popen:
+    return replay(kafka, topic, rate, limit, seed, extra=("--partitions", "2", "--users", str(users)))
+
+
+def _flow(kafka: str, topic: str, redis_url: str, workdir: Path, processes: int, name: str) -> Process:
+    tag = uuid.uuid4().hex[:6]
+    recovery = workdir / f"recovery-{name}-{tag}"
+    extra = ("--recovery-dir", str(recovery), *SNAPSHOT)
+    return start_flow(kafka, topic, redis_url, f"sc{tag}", workdir, f"{name}-{tag}", *extra, processes=processes)
+
+
+def throughput(plan: ScalePlan, kafka: str, redis_url: str, workdir: Path) -> tuple[list[dict], float]:
+    """Drain rates of 1 and 2 processes on one backlog; the median of the paired ratios."""
+    topic = f"scale.{uuid.uuid4().hex[:8]}"
+    _say(f"producing a backlog of {plan.backlog:,} events on 2 partitions")
+    wait_replay(_replay(kafka, topic, 0, plan.backlog, seed=21))
+    per_run: dict[int, list[float]] = {1: [], 2: []}
+    for r in range(plan.runs):
+        for processes in (1, 2):
+            flow = _flow(kafka, topic, redis_url, workdir, processes, f"drain{processes}")
+            try:
+                eps, _ = drain(flow, plan.backlog)
+            finally:
+                flow.stop()
+            per_run[processes].append(eps)
+            _say(f"run {r + 1}: {processes} process(es) drained at {eps:,.0f} events/s")
+    ratios = [b / a for a, b in zip(per_run[1], per_run[2])]
+    rows = [{"processes": p, "throughput_eps": round(statistics.median(v)), "runs": v} for p, v in per_run.items()]
+    return rows, round(statistics.median(ratios), 2)
+
+
+def hit_rates(plan: ScalePlan, kafka: str, redis_url: str, workdir: Path) -> dict[str, float]:
+    """Live hit-rate@10 of 1 and 2 processes on the same stream, produced at 1,000 events/s while each runs."""
+    out = {}
+    for processes in (1, 2):
+        topic = f"scale.hit.{uuid.uuid4().hex[:8]}"
+        wait_replay(_replay(kafka, topic, 0, 1, seed=99))  # create the topic (2 partitions) before the flow
+        flow = _flow(kafka, topic, redis_url, workdir, processes, f"hit{processes}")
+        try:
+            p = _replay(kafka, topic, 1000, plan.hit_events, seed=31, users=5000)
+            wait_replay(p)
+            drain(flow, plan.hit_events + 1, timeout=120)
+            samples = flow.samples()
+            checks = total(samples, "freshrec_prequential_checks_total")
+            hits = total(samples, "freshrec_prequential_hits_total")
+        finally:
+            flow.stop()
+        out[str(processes)] = round(hits / checks, 4) if checks else 0.0
+        _say(f"{processes} process(es): live hit-rate@10 {out[str(processes)]} over {checks:,.0f} checks")
+    return out
+
+
+def freshness_with_state(plan: ScalePlan, kafka: str, redis_url: str, workdir: Path) -> dict:
+    """One process, recovery on, ``state_users`` users of state: freshness and the longest pause at 1,000 events/s."""
+    topic = f"scale.state.{uuid.uuid4().hex[:8]}"
+    n = plan.state_users * plan.events_per_user
+    _say(f"building {plan.state_users:,} users of state: {n:,} events")
+    wait_replay(_replay(kafka, topic, 0, n, seed=41, users=plan.state_users))
+    flow = _flow(kafka, topic, redis_url, workdir, 1, "state")
+    try:
+        eps, _ = drain(flow, n, timeout=3600)
+        users = total(flow.samples(), "freshrec_users")
+        _say(f"state of {users:,.0f} users built at {eps:,.0f} events/s; now 1,000 events/s with probes")
+        time.sleep(6)  # a snapshot covers the state before the stage
+        before = settle(flow)
+        load = _replay(kafka, topic, 1000, int(1000 * plan.probe_s), seed=43, users=plan.state_users)
+        probes: dict = {}
+        prober = threading.Thread(
+            target=lambda: probes.update(probe_latency(kafka, topic, redis_url, _namespace(flow), plan.probe_s)),
+            daemon=True,
+        )
+        prober.start()
+        wait_replay(load)
+        prober.join(120)
+        after = settle(flow)
+        p50, p99 = quantiles(_buckets(before), _buckets(after), (0.5, 0.99))
+        worst = _max_bucket(_buckets(before), _buckets(after))
+        snapshot_max = _max_bucket(_snapshot_buckets(before), _snapshot_buckets(after))
+    finally:
+        flow.stop()
+    return {
+        "rate": 1000,
+        "users": int(users),
+        "p50": round(p50 * 1000, 1),
+        "p99": round(p99 * 1000, 1),
+        "max_pause_ms": probes.get("max_ms"),
+        "probe_p99_ms": probes.get("p99_ms"),
+        "probes": probes.get("probes"),
+        "freshness_max_bucket_ms": worst,
+        "snapshot_max_bucket_ms": snapshot_max,
+    }
+
+
+def _namespace(flow: Process) -> str:
+    cmd = [str(a) for a in flow.proc.args]  # type: ignore[union-attr]
+    return cmd[cmd.index("--namespace") + 1]
+
+
+def _buckets(samples: list) -> dict[float, float]:
+    return {float(lab["le"]): v for n, lab, v in samples if n == "freshrec_freshness_seconds_bucket"}
+
+
+def _snapshot_buckets(samples: list) -> dict[float, float]:
+    """``freshrec_snapshot_seconds`` buckets, the steps summed."""
+    edges: dict[float, float] = {}
+    for name, lab, value in samples:
+        if name == "freshrec_snapshot_seconds_bucket":
+            edges[float(lab["le"])] = edges.get(float(lab["le"]), 0.0) + value
+    return edges
+
+
+def _max_bucket(before: dict[float, float], after: dict[float, float]) -> float | None:
+    """The upper bound (ms) of the bucket the largest observation between two scrapes fell in."""
+    count = after.get(float("inf"), 0.0) - before.get(float("inf"), 0.0)
+    for edge in sorted(after):
+        if count and after[edge] - before.get(edge, 0.0) >= count:
+            return edge * 1000
+    return None
+
+
+def run_scale(plan: ScalePlan, kafka: str, redis_url: str, workdir: Path) -> dict:
+    rows, ratio = throughput(plan, kafka, redis_url, workdir)
+    hits = hit_rates(plan, kafka, redis_url, workdir)
+    fresh = freshness_with_state(plan, kafka, redis_url, workdir)
+    costs = stage_costs(100_000 if plan.runs == 1 else 200_000, 10_000)
+    _say(f"single writer alone: {costs['learner_eps']:,} events/s")
+    return {
+        "scale": [{k: v for k, v in row.items() if k != "runs"} for row in rows],
+        "scale_runs": {str(row["processes"]): [round(x) for x in row["runs"]] for row in rows},
+        "scale_ratio": ratio,
+        "hit_rate_at_10": hits,
+        "freshness_recovery_ms": fresh,
+        "single_writer_ceiling_eps": costs["learner_eps"],
+        "stage_costs_us": {k: v for k, v in costs.items() if k.endswith("_us")},
+    }
