@@ -30,6 +30,7 @@ The last line of ``freshrec bench --catalogue --json`` is one JSON object
 from __future__ import annotations
 
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -187,8 +188,6 @@ def through_flow(items: int, plan: CataloguePlan, kafka: str, redis_url: str, wo
         eps = (hi - lo) / max(t_hi - t_lo, 1e-9)
         _say(f"{items:,} items: drained the backlog at {eps:,.0f} events/s (warm-up {series[-1][0]:.0f} s in all)")
         # 1,000 events/s; freshness counted over the seconds a background build ran.
-        import threading
-
         producer = threading.Thread(
             target=_produce,
             args=(kafka, topic, stream(items, int(1000 * plan.rebuild_stage_s), seed=5), 1000.0),

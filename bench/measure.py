@@ -12,8 +12,13 @@ from __future__ import annotations
 import multiprocessing
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+
+import orjson
+import redis
+from kafka import KafkaProducer
 
 from bench.services import ROOT, free_ports
 from state.keys import user_key
@@ -206,8 +211,6 @@ def _ms(s: float) -> float:
 
 
 def _reader(url: str, keys: list[str], rate: float, seconds: float, out: multiprocessing.Queue) -> None:
-    import redis
-
     client = redis.Redis.from_url(url)
     lat = []
     get = client.get
@@ -243,8 +246,6 @@ def read_latency(
     synchronous client may fall short of the target rate on a loaded
     machine: the rate it achieved is reported beside the target.
     """
-    import redis
-
     client = redis.Redis.from_url(redis_url)
     keys = []
     for key in client.scan_iter(match=user_key(namespace, "*"), count=1000):
@@ -276,12 +277,6 @@ def probe_latency(
     the longest stall of the flow (a snapshot, a collection, an index swap)
     from above, plus the flow's normal latency.
     """
-    import threading
-
-    import orjson
-    import redis
-    from kafka import KafkaProducer
-
     user = f"probe-{time.monotonic_ns()}"
     key = user_key(namespace, user)
     client = redis.Redis.from_url(redis_url)

@@ -27,7 +27,6 @@ from bytewax.outputs import DynamicSink
 
 from flows.cluster import Topology, bytewax_run_args, prepare
 from flows.settings import Settings
-from models.users import LearnBatch
 from operators.kafka_io import DeadLetterSink, KafkaSource
 from operators.learn import LearnerLogic
 from operators.parse import Message, Rejected
@@ -35,7 +34,7 @@ from operators.rank import RankerLogic
 from operators.routing import shard_bounds, worker_keys
 from operators.serve import RedisSink
 from operators.snapshots import Snapshots
-from operators.users import EventBatch, UserShardLogic, route
+from operators.users import EventBatch, ToLearn, UserShardLogic, route
 
 
 def _is_rejected(x: object) -> TypeGuard[Rejected]:
@@ -90,7 +89,7 @@ def build_flow(
         cast(op.KeyedStream[EventBatch], valid.falses),
         lambda resume: UserShardLogic(model, bounds, snapshots, resume),
     )
-    split = op.branch("split", users, lambda kv: isinstance(kv[1], LearnBatch))
+    split = op.branch("split", users, lambda kv: isinstance(kv[1], ToLearn))
     to_learner = op.map("to_learner", split.trues, lambda kv: (learner_key, kv[1]))
     deltas = op.stateful_batch(
         "learner",

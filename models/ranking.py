@@ -141,6 +141,15 @@ class Ranker:
             out += self._two_stage(block, k) if two_stage else self._exact(block, k)
         return out
 
+    def unknown_history(self, views: Sequence[UserView]) -> list[bool]:
+        """For each user, whether some recent item is not known here yet (the learner has not broadcast it)."""
+        if not views:
+            return []
+        recent = np.concatenate([v.recent for v in views])
+        missing = (recent >= 0) & (self.state.dense(recent) < 0)
+        rows: list[bool] = np.asarray(missing.reshape(len(views), -1).any(axis=1)).tolist()
+        return rows
+
     def vectors(self, views: Sequence[UserView]) -> np.ndarray:
         """The users' vectors (recency-weighted history factors), ``(len(views), n_factors)``."""
         s = self.state

@@ -19,20 +19,21 @@ from bytewax.operators import StatefulBatchLogic
 from models.config import ModelConfig
 from models.items import ItemDelta
 from models.learner import ItemLearner
-from models.users import LearnBatch
 from operators.snapshots import Snapshots
+from operators.users import ToLearn
 from state import metrics
 from state.journal import Manifest
 
 
 class Broadcast(NamedTuple):
-    """An item delta for the ranker of worker ``shard``."""
+    """An item delta for the ranker of worker ``shard``, and the last batch of each shard it includes."""
 
     shard: int
     delta: ItemDelta
+    learned: dict[int, int]  # shard -> the seq of its last batch learned
 
 
-class LearnerLogic(StatefulBatchLogic[LearnBatch, tuple[str, Broadcast], Manifest | None]):
+class LearnerLogic(StatefulBatchLogic[ToLearn, tuple[str, Broadcast], Manifest | None]):
     """Learn every event; emit ``(ranker key, Broadcast)`` pairs.
 
     Parameters
@@ -61,12 +62,14 @@ class LearnerLogic(StatefulBatchLogic[LearnBatch, tuple[str, Broadcast], Manifes
         self._local = local
         self._every = broadcast_s
         self._based = False  # the rankers have had this run's base delta
+        self._learned: dict[int, int] = {}
         self._last = -float("inf")
         self._gauges()
 
-    def on_batch(self, batches: list[LearnBatch]) -> tuple[list[tuple[str, Broadcast]], bool]:
-        for batch in batches:
-            self.learner.learn_batch(batch)
+    def on_batch(self, batches: list[ToLearn]) -> tuple[list[tuple[str, Broadcast]], bool]:
+        for message in batches:
+            self.learner.learn_batch(message.batch)
+            self._learned[message.shard] = message.seq
         self._gauges()
         if time.monotonic() - self._last >= self._every:
             return self._flush(), StatefulBatchLogic.RETAIN
@@ -92,11 +95,13 @@ class LearnerLogic(StatefulBatchLogic[LearnBatch, tuple[str, Broadcast], Manifes
             self._based = True
             local = learner.base_delta()
             copy = local.copied() if remote else local
-            out = [(k, Broadcast(w, local if w == self._local else copy)) for w, k in enumerate(self._keys)]
+            learned = dict(self._learned)
+            out = [(k, Broadcast(w, local if w == self._local else copy, learned)) for w, k in enumerate(self._keys)]
         elif learner.pending:
             delta = learner.take_delta(shared=not remote)
             shared = delta._replace(shared=True)
-            out = [(k, Broadcast(w, shared if w == self._local else delta)) for w, k in enumerate(self._keys)]
+            learned = dict(self._learned)
+            out = [(k, Broadcast(w, shared if w == self._local else delta, learned)) for w, k in enumerate(self._keys)]
         else:
             return []
         metrics.DELTAS.inc(len(out))

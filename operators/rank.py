@@ -24,7 +24,7 @@ from models.config import ModelConfig
 from models.items import ItemDelta, Replica
 from models.ranking import Ranker
 from operators.learn import Broadcast
-from operators.users import RankBatch
+from operators.users import RankBatch, RankItem
 from state import metrics
 from state.keys import ITEM, POPULAR, USER
 from state.redis_store import ListWrite
@@ -32,6 +32,8 @@ from state.redis_store import ListWrite
 HIT_K = 10  # the live metric is hit-rate@10
 _CATCH_UP_S = 0.25  # next refresh tick while similar-items lists are pending
 _HIT_WINDOW = 10_000
+_SETTLE = 4096  # provisional users ranked again per tick at most
+_PROVISIONAL_MAX = 100_000
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,17 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
         self.ranker = Ranker(config, self.replica)
         self._served = np.full((0, HIT_K), -1, dtype=np.int64)  # item keys last served, by shard row
         self._waiting: list[RankBatch] = []  # until the first delta brings the item state
+        # A user is ranked as soon as their events arrive, before the learner
+        # has learned them (it sees every shard's events and broadcasts what
+        # changed every broadcast_s). That is fine for items the replica
+        # knows, but a list ranked with recent items the replica does not
+        # know yet (new items in flight) is provisional: once a delta
+        # includes the user's batch, the user is ranked again. So is a list
+        # that came out short (a young catalogue), once the catalogue grows.
+        # A few thousand per tick at most; the oldest are dropped past a bound
+        # (the user's next events rank them anyway).
+        self._learned = 0  # this shard's last batch the replica includes
+        self._provisional: dict[int, tuple[int, int, RankItem]] = {}  # row -> (batch seq, items then, item)
         self._pending: dict[int, None] = {}  # items (dense) whose similar-items lists are due, oldest first
         self._popular_due = False
         self._next_refresh = datetime.now(UTC) + timedelta(seconds=serve.refresh_s)
@@ -105,14 +118,33 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
             self.shard = v.shard
             if isinstance(v, Broadcast):
                 self._apply(v.delta)
+                self._learned = v.learned.get(self.shard, 0)
             else:
                 batches.append(v)
         if not self.ranker.ready:
             return [], StatefulBatchLogic.RETAIN
         self._waiting = []
-        writes = self._rank(batches) if batches else []
+        writes = []
+        for b in batches:
+            writes += self._rank(b.users, seq=b.seq)
+        writes += self._settle()
         self._maintain()
         return writes, StatefulBatchLogic.RETAIN
+
+    def _settle(self) -> list[ListWrite]:
+        """Rank again the provisional users whose events the replica now includes (oldest first, bounded)."""
+        n = len(self.ranker.state)
+        due: list[tuple[int, RankItem]] = []
+        for scanned, (row, (seq, items, item)) in enumerate(self._provisional.items()):
+            if seq > self._learned or len(due) >= _SETTLE or scanned >= 4 * _SETTLE:
+                break  # in batch order: the rest are newer
+            if items < n:  # a short list waits for the catalogue to grow (-1: a full list, due once learned)
+                due.append((row, item))
+        for row, _ in due:
+            del self._provisional[row]
+        while len(self._provisional) > _PROVISIONAL_MAX:
+            del self._provisional[next(iter(self._provisional))]
+        return self._rank([item for _, item in due], seq=None) if due else []
 
     def _maintain(self) -> None:
         """Keep the index current (swap a finished build, insert new items, start a build) and report it."""
@@ -138,16 +170,26 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
             self._pending[i] = None
         self._popular_due = self._popular_due or bool(delta.active.size)
 
-    def _rank(self, batches: list[RankBatch]) -> list[ListWrite]:
-        items = [item for b in batches for item in b.users]
+    def _rank(self, items: list[RankItem], seq: int | None) -> list[ListWrite]:
+        """Rank users of batch ``seq``: their events count for the live hit-rate first; None: a settling."""
         rows = [item.view.row for item in items]
         self._served = grow(self._served, max(rows) + 1, fill=-1)
         served = self._served
         hits = []
-        for item, row in zip(items, rows):
-            if served[row, 0] >= 0:
-                hits += [key in served[row] for key in item.items]
+        if seq is not None:
+            for item, row in zip(items, rows):
+                if served[row, 0] >= 0:
+                    hits += [key in served[row] for key in item.items]
         ranked = self.ranker.rank([item.view for item in items], self.serve.k)
+        metrics.RANKINGS.labels("event" if seq is not None else "settle").inc(len(items))
+        n = len(self.ranker.state)
+        unknown = self.ranker.unknown_history([item.view for item in items])
+        for item, r, missing in zip(items, ranked, unknown):
+            self._provisional.pop(item.view.row, None)  # this ranking supersedes an earlier provisional one
+            short = len(r.items) < self.serve.k
+            if missing or short:
+                mark = n if short else -1  # settled once learned (-1), or once learned and grown (n)
+                self._provisional[item.view.row] = (seq or self._learned, mark, item._replace(source_ts=()))
         now = time.time()
         writes = []
         for item, row, r in zip(items, rows, ranked):
@@ -164,7 +206,7 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
     def on_notify(self) -> tuple[list[ListWrite], bool]:
         writes = []
         if self.ranker.ready:
-            writes = self.refresh_lists()
+            writes = self.refresh_lists() + self._settle()
             self._maintain()
         wait = _CATCH_UP_S if self._pending else self.serve.refresh_s
         self._next_refresh = datetime.now(UTC) + timedelta(seconds=wait)

@@ -79,10 +79,19 @@ class RankBatch(NamedTuple):
     """The ranker's share of one user-step batch: each touched user once."""
 
     shard: int
+    seq: int  # the shard's batch number (the same as the LearnBatch's)
     users: list[RankItem]
 
 
-class UserShardLogic(StatefulBatchLogic[EventBatch, LearnBatch | RankBatch, Manifest | None]):
+class ToLearn(NamedTuple):
+    """The learner's share of one user-step batch, numbered so the rankers know when it is learned."""
+
+    shard: int
+    seq: int
+    batch: LearnBatch
+
+
+class UserShardLogic(StatefulBatchLogic[EventBatch, ToLearn | RankBatch, Manifest | None]):
     """One shard of the user side; its snapshot is a journal manifest (``state/journal.py``).
 
     Bytewax builds a logic without telling it its key: a shard learns its
@@ -96,6 +105,7 @@ class UserShardLogic(StatefulBatchLogic[EventBatch, LearnBatch | RankBatch, Mani
         self._snapshots = snapshots
         self._journal: Journal | None = None
         self.shard = -1
+        self._seq = 0  # batches since this run started (the learner's marks start over with it)
         if resume is not None and snapshots is not None:
             self._open(int(resume.meta["shard"]))
             self.table = snapshots.restore(resume, lambda: UserTable(config), self._journal)
@@ -108,7 +118,7 @@ class UserShardLogic(StatefulBatchLogic[EventBatch, LearnBatch | RankBatch, Mani
         if self._snapshots is not None:
             self._journal = self._snapshots.journal(f"users-{shard}", shard=shard)
 
-    def on_batch(self, batches: list[EventBatch]) -> tuple[list[LearnBatch | RankBatch], bool]:
+    def on_batch(self, batches: list[EventBatch]) -> tuple[list[ToLearn | RankBatch], bool]:
         events = [e for b in batches for e in b.events]
         if self.shard < 0:
             self._open(shard_of(events[0].user, self.bounds))
@@ -128,7 +138,9 @@ class UserShardLogic(StatefulBatchLogic[EventBatch, LearnBatch | RankBatch, Mani
         metrics.EVENTS.labels("applied", "").inc(len(events))
         metrics.BATCH_SIZE.observe(len(events))
         metrics.USERS.inc(len(table) - before)
-        return [LearnBatch.of(learn, table.config.history), RankBatch(self.shard, rank)], StatefulBatchLogic.RETAIN
+        self._seq += 1
+        learned = ToLearn(self.shard, self._seq, LearnBatch.of(learn, table.config.history))
+        return [learned, RankBatch(self.shard, self._seq, rank)], StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> Manifest | None:
         if self._journal is None:

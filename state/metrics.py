@@ -6,7 +6,10 @@ counters; labels are bounded (never a user or item id).
 
 from __future__ import annotations
 
+import urllib.request
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client.parser import text_string_to_metric_families
 
 # Messages consumed, by outcome: applied to the model, or rejected to the
 # dead-letter topic (reason = a code from operators.parse.REASONS).
@@ -74,6 +77,10 @@ MODEL_EVENTS = Gauge("freshrec_model_events", "Events learned by the model state
 USERS = Gauge("freshrec_users", "Users in this process's user shards")
 ITEMS = Gauge("freshrec_items", "Items known to the learner (on the process that runs it)")
 
+# User lists ranked: after the user's events ("event"), or again once the
+# item side has caught up with them ("settle", operators/rank.py).
+RANKINGS = Counter("freshrec_rankings", "User lists ranked", ["reason"])
+
 # Item deltas the learner sent to rankers (one per ranker per broadcast).
 DELTAS = Counter("freshrec_item_deltas", "Item deltas sent by the learner to the rankers")
 
@@ -110,9 +117,6 @@ def scrape(port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> list[tup
 
     Used by the tests and ``freshrec bench`` to read a running flow.
     """
-    import urllib.request
-
-    from prometheus_client.parser import text_string_to_metric_families
 
     try:
         text = urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=timeout).read().decode()

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from bench.services import free_port
+from bench.services import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,10 +46,17 @@ def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> 
 
 
 class Flow:
-    """``freshrec run`` as a subprocess (the real CLI), stopped at the end of the test."""
+    """``freshrec run`` as a subprocess (the real CLI), stopped at the end of the test.
+
+    With ``--processes N`` among ``args`` it is a cluster: metrics are
+    summed over the N processes (ports PORT..PORT+N-1), and
+    :meth:`children` are its processes.
+    """
 
     def __init__(self, env: dict[str, str], args: list[str]) -> None:
-        self.metrics_port = free_port()
+        processes = int(args[args.index("--processes") + 1]) if "--processes" in args else 1
+        self.metrics_port = free_ports(processes)
+        self.ports = [self.metrics_port + i for i in range(processes)]
         self.log = tempfile.NamedTemporaryFile(prefix="freshrec-run-", suffix=".log", delete=False)  # noqa: SIM115 (kept for output())
         cmd = [
             sys.executable,
@@ -62,16 +69,23 @@ class Flow:
             "0.5",
             *args,
         ]
+        if processes > 1 and "--cluster-port" not in args:
+            cmd += ["--cluster-port", str(free_ports(processes))]
         self.cmd = " ".join(shlex.quote(c) for c in cmd)
         self.proc = subprocess.Popen(
             cmd, env={**os.environ, **env}, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT
         )
 
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
-        """Sum of the samples of ``name`` matching ``labels`` on the /metrics endpoint."""
+        """Sum of the samples of ``name`` matching ``labels`` on the /metrics endpoints of every process."""
         from state.metrics import scrape, total
 
-        return total(scrape(self.metrics_port), name, labels)
+        return sum(total(scrape(port), name, labels) for port in self.ports)
+
+    def children(self) -> list[int]:
+        """PIDs of the processes a ``--processes N`` parent started."""
+        path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        return [int(p) for p in path.read_text().split()] if path.exists() else []
 
     def output(self) -> str:
         return Path(self.log.name).read_text()
@@ -80,7 +94,7 @@ class Flow:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
-                self.proc.wait(20)
+                self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()

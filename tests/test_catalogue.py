@@ -9,6 +9,7 @@ import pytest
 
 from models import ModelConfig, Recommender
 from models.ids import item_key
+from models.index import ItemIndex
 from operators.synthetic import SyntheticConfig, synthetic_events
 
 
@@ -58,20 +59,22 @@ def test_recall_at_30k_items_with_the_index_built_in_the_background_and_gone_sta
 
 def test_every_candidate_source_reaches_the_final_lists() -> None:
     # Few popular and trending candidates, trends over 2 s of event time (the stream runs at 1,000
-    # events/s): every source then proposes some items no other source does.
-    cfg = ModelConfig(
-        seed=2, exact_max_items=2000, index_rebuild_s=0.0, w_trend=0.5, trend_half_life_s=2.0, popular_candidates=10
-    )
-    m = catalogue(8000, 30_000, cfg)
-    m.ranker.index.wait()
-    m.ranker.maintain()
-    for e in synthetic_events(SyntheticConfig(users=20_000, items=12_000, topics=50, events=3000, zipf=0.6, seed=4)):
-        m.learner.learn(m.users.learn(e))  # items 8000.. are new and not inserted yet: "fresh" proposes them
+    # events/s): every source but "fresh" then proposes some items no other source does. The index
+    # is built once, by hand, halfway through the stream (no background build: what it holds is
+    # fixed). Items learned since have few events and MF factors near zero: the few that reach a
+    # list mostly do so by trending or co-occurrence too, so "fresh" must reach the lists, not alone.
+    cfg = ModelConfig(seed=2, exact_max_items=10**6, w_trend=0.5, trend_half_life_s=2.0, popular_candidates=10)
+    m = catalogue(8000, 15_000, cfg)
+    f = m.ranker.state.mf.item_factors
+    m.ranker.index.current = ItemIndex.build(f, cfg.index_m, cfg.index_ef_construction, cfg.index_ef, cfg.seed)
+    for e in synthetic_events(SyntheticConfig(users=20_000, items=12_000, topics=50, events=15_000, zipf=0.6, seed=4)):
+        m.learner.learn(m.users.learn(e))  # items learned from here on are in no index: "fresh" proposes them
     m.replica.apply(m.learner.take_delta(shared=True))
+    assert len(m.ranker.state) > m.ranker.index.current.size + 1000
     s = m.ranker.state
     users = list(dict.fromkeys(m.users.users.names[-600:]))
     views = [v for v in (m.users.view(u) for u in users) if v is not None]
-    ranked = m.ranker.rank(views, 20)
+    ranked = m.ranker.rank(views, 20, exact=False)
     reached: dict[str, int] = {}  # final items each source proposed
     alone: dict[str, int] = {}  # ... that no other source proposed
     for sources, r in zip(m.ranker.sources(views), ranked):
@@ -81,7 +84,12 @@ def test_every_candidate_source_reaches_the_final_lists() -> None:
                     reached[name] = reached.get(name, 0) + 1
                     if all(item not in other for n, other in sources.items() if n != name):
                         alone[name] = alone.get(name, 0) + 1
-    assert set(alone) == {"index", "fresh", "cooc", "popular", "trending"}, (alone, reached)
+    assert {"index", "cooc", "popular", "trending"} <= set(alone), (alone, reached)
+    assert reached.get("fresh", 0) > 0, reached
+    indexed = m.ranker.index.current.size
+    for sources in m.ranker.sources(views):  # each user's best "candidates" of the items outside the index
+        assert len(sources["fresh"]) == min(cfg.candidates, len(s) - indexed)
+        assert min(sources["fresh"]) >= indexed
 
 
 @pytest.mark.parametrize("items", [300, 1500])
