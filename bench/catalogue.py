@@ -25,10 +25,15 @@ Through the real flow (``freshrec run`` on Kafka and Redis, recovery on,
 
 The last line of ``freshrec bench --catalogue --json`` is one JSON object
 ``{"catalogue": [{"items": ..., ...}, ...]}``.
+
+``python -m bench.catalogue --sizes 10000,15000,20000`` measures where
+two-stage ranking starts to pay (the ``exact_max_items`` default).
 """
 
 from __future__ import annotations
 
+import argparse
+import statistics
 import sys
 import threading
 import time
@@ -37,6 +42,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import orjson
 from kafka import KafkaProducer
 
 from bench.measure import Process, quantiles, start_flow
@@ -227,3 +233,46 @@ def run_catalogue(plan: CataloguePlan, kafka: str | None, redis_url: str | None,
             row.update(through_flow(items, plan, kafka, redis_url, workdir))
         rows.append(row)
     return rows
+
+
+def switch_point(sizes: list[int], repeat: int) -> list[dict]:
+    """Two-stage against exact ranking cost per user, in-process, for sizes around ``exact_max_items``.
+
+    Each size is warmed and timed ``repeat`` times (both paths on the same
+    users of the same model); the figure is the median of the paired
+    ratios exact / two-stage.
+    """
+    plan = CataloguePlan(warm_factor=2.0, after_events=5000, sample_users=1000, hr_events=500)
+    rows = []
+    for items in sizes:
+        ratios, two, exact = [], [], []
+        for _ in range(repeat):
+            row = in_process(items, plan)
+            two.append(row["two_stage_us_per_user"])
+            exact.append(row["exact_us_per_user"])
+            ratios.append(row["exact_us_per_user"] / row["two_stage_us_per_user"])
+        rows.append(
+            {
+                "items": items,
+                "items_seen": row["items_seen"],
+                "two_stage_us_per_user": statistics.median(two),
+                "exact_us_per_user": statistics.median(exact),
+                "exact_over_two_stage": round(statistics.median(ratios), 2),
+                "recall_at_20": row["recall_at_20"],
+            }
+        )
+        _say(f"switch point: {rows[-1]}")
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="Where two-stage ranking starts to pay: cost per user against exact.")
+    ap.add_argument("--sizes", default="10000,15000,20000,30000,50000", help="catalogue sizes, comma-separated")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per size (median of paired ratios)")
+    args = ap.parse_args()
+    rows = switch_point([int(x) for x in args.sizes.split(",")], args.repeat)
+    print(orjson.dumps({"switch_point": rows}).decode())
+
+
+if __name__ == "__main__":
+    main()

@@ -25,6 +25,8 @@ Every ``freshrec run`` runs as production does: ``--recovery-dir`` with
 7. large catalogues (``bench/catalogue.py``, alone: ``--catalogue``);
 8. scale-out on Bytewax's cluster (``bench/scale.py``, alone: ``--scale``).
 
+``--core`` runs stages 1-6 only.
+
 Each of 1-4 is repeated (``--runs``, default 3; 1 with ``--quick``) and
 the median reported. Plots and a section of ``bench/RESULTS.md`` are written.
 """
@@ -103,7 +105,7 @@ def run_bench(
     results: str,
     only: str = "",
 ) -> int:
-    """The whole benchmark, or one stage of it (``only``: ``catalogue`` or ``scale``)."""
+    """The whole benchmark, or part of it (``only``: ``catalogue``, ``scale`` or ``core``, stages 1-6)."""
     from bench import report
 
     plan = Plan.make(quick, runs)
@@ -117,7 +119,7 @@ def run_bench(
             res["catalogue"] = rows
         if only in ("", "scale"):
             res["scale"] = run_scale(ScalePlan.make(quick), kafka, redis_url, workdir)
-        if not only:
+        if only in ("", "core"):
             res.update(_stages(plan, kafka, redis_url, workdir))
     finally:
         if own:

@@ -26,6 +26,7 @@ EXAMPLES = {
     "bench": "freshrec bench --quick --json      # starts Kafka and Redis itself\n"
     "  freshrec bench --catalogue --quick --json\n"
     "  freshrec bench --scale --json\n"
+    "  freshrec bench --core --json      # stages 1-6 of bench/system.py\n"
     "  freshrec bench --kafka 127.0.0.1:9092 --redis-url redis://127.0.0.1:6379/0 --runs 5",
     "replay": "freshrec replay --synthetic --kafka 127.0.0.1:9092 --rate 5000 --limit 100000\n"
     "  freshrec replay events.jsonl --kafka 127.0.0.1:9092 --rate 0",
@@ -208,7 +209,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from bench.system import run_bench
 
-    only = "catalogue" if args.catalogue else "scale" if args.scale else ""
+    only = "catalogue" if args.catalogue else "scale" if args.scale else "core" if args.core else ""
     return run_bench(args.quick, args.json, args.kafka, args.redis_url, args.runs, args.out, args.results, only)
 
 
@@ -273,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     stage = p.add_mutually_exclusive_group()
     stage.add_argument("--catalogue", action="store_true", help="only the large-catalogue stage (10k, 100k, 1M items)")
     stage.add_argument("--scale", action="store_true", help="only the scale-out stage (1 and 2 processes)")
+    stage.add_argument(
+        "--core", action="store_true", help="only throughput, freshness, reads, naive loop, memory and restart"
+    )
     p.add_argument("--json", action="store_true", help="last line: one JSON object with the headline figures")
     p.add_argument("--runs", type=int, default=None, help="repetitions to take the median of (default 3, --quick 1)")
     p.add_argument("--kafka", help="use this broker instead of starting one")

@@ -84,7 +84,7 @@ class Settings:
     )
     learner_share: float = field(
         default=0.15,
-        metadata={"help": "users of the learner's worker (worker 0) relative to another worker's, 0..1"},
+        metadata={"help": "users of the learner's worker (worker 0) relative to another worker's, in (0, 1]"},
     )
     max_batch: int = field(
         default=4096, metadata={"help": "most events per poll, learned as one batch (a user in it is ranked once)"}

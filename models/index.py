@@ -2,11 +2,15 @@
 
 An hnswlib index updated in place loses recall as vectors move (0.68 of
 the exact top-20 at 12.5k items, ARCHITECTURE), and ``add_items`` is not
-safe beside ``knn_query``. So an index is never changed once built: a new
-one is built from the factors in a background thread (hnswlib releases
-the GIL while it builds) and swapped in when complete; ranking scores the
-candidates with the current factors, and items added since the build are
-scored apart (``models/ranking.py``).
+safe beside ``knn_query`` on another thread. So the vectors of an index
+are never updated: a new index is built from the factors in a background
+thread (hnswlib releases the GIL while it builds) and swapped in when
+complete; ranking scores the candidates with the current factors. Items
+added since the build are inserted into the current index by its owner,
+between its own queries, a few milliseconds per batch, and scored apart
+until then (``models/ranking.py``). A build takes a core while it runs
+(10 s at 100k items, minutes at 1M), so builds are spaced to use at most
+a quarter of one on average (``DUTY``).
 
 The index searches inner product directly (hnswlib's ``ip`` space). The
 usual reduction of inner product to L2 (one extra coordinate
@@ -29,6 +33,8 @@ import numpy as np
 _CHUNK = 32768  # rows copied or inserted per step of a build
 _INSERT = 16  # new items inserted per step of ItemIndex.insert (each costs tens to hundreds of us)
 _HEADROOM = 1.25  # capacity of a build over the items it indexes
+_INSERT_MAX_S = 0.02  # most seconds of inserts per poll (the base budget grows with the items outside)
+DUTY = 0.25  # most share of a core the background builds take, on average
 
 
 class ItemIndex:
@@ -117,9 +123,9 @@ class BackgroundIndex:
 
     The owner (one ranker) calls :meth:`poll` between batches: it swaps a
     finished build in, inserts the items added since (within
-    ``insert_budget_s``), and starts a new build when the factors have moved
-    on for ``rebuild_s`` or the index is full. Queries only ever see a
-    complete index.
+    ``insert_budget_s`` per 1,000 items outside, at most 20 ms), and starts a new build when the factors have moved
+    on for ``rebuild_s`` or the index is full, once the last build has had
+    its rest (``DUTY``). Queries only ever see a complete index.
     """
 
     def __init__(
@@ -133,6 +139,7 @@ class BackgroundIndex:
         self._thread: threading.Thread | None = None
         self._result: ItemIndex | None = None
         self._started_at = 0.0
+        self._finished_at = -float("inf")
 
     @property
     def building(self) -> bool:
@@ -144,12 +151,16 @@ class BackgroundIndex:
         if self._thread is not None and not self._thread.is_alive():
             self._thread = None
             self.building_since = None
+            self._finished_at = time.monotonic()
             if self._result is not None:
                 self.current, self._result = self._result, None
                 self.builds += 1
                 swapped = True
-        if self.current is not None and self.current.size < factors.shape[0]:
-            self.current.insert(factors, self.insert_budget_s)
+        outside = factors.shape[0] - self.current.size if self.current is not None else 0
+        if self.current is not None and outside > 0:
+            # Until inserted, an item is scored exactly for every block of users: with many
+            # outside (a growing catalogue), inserting them costs less than scoring them.
+            self.current.insert(factors, min(self.insert_budget_s * max(1.0, outside / 1000), _INSERT_MAX_S))
         if self._thread is None and self._due(factors.shape[0], changed):
             self._start(factors)
         return swapped
@@ -157,6 +168,8 @@ class BackgroundIndex:
     def _due(self, n: int, changed: bool) -> bool:
         if self.current is None:
             return n > 0
+        if time.monotonic() - self._finished_at < self.current.build_s * (1 / DUTY - 1):
+            return False  # builds take at most DUTY of a core
         if n - self.current.size > max(1000, self.current.size // 20):
             return True  # the index is full: the items outside it are scored apart, query by query
         return changed and time.monotonic() - self._started_at >= self.rebuild_s

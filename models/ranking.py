@@ -1,16 +1,6 @@
 """Ranking: every user list, similar-items list and the popular list, from the item side's current state.
 
-A user's score for item ``i`` blends three signals, each scaled to
-``[0, 1]``::
-
-    w_mf * sigmoid(p_u . q_i) + w_cooc * co(u, i) / max co + w_pop * pop(i) / max pop
-        + w_trend * trend(i) / max trend
-
-``p_u`` is the user vector (``models/mf.py``), ``co`` the co-occurrence of
-``i`` with the user's last ``window`` items, normalised over the items the
-user may still be shown, ``pop`` decayed popularity (``half_life_s``) and
-``trend`` the same over a short half life (``trend_half_life_s``). Items
-the user interacted with are excluded.
+The score itself is :class:`~models.blend.Blend`'s.
 
 Up to ``exact_max_items`` items every item is scored: one matrix product
 and one row-wise partition per block of users. Above it ranking is two
@@ -31,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from models.arrays import unique_sorted
+from models.blend import EMPTY, Blend, Ranked
 from models.config import ModelConfig
 from models.ids import item_key
 from models.index import BackgroundIndex
@@ -41,17 +32,6 @@ from models.users import UserView
 
 BLOCK = 64  # users ranked per matrix product (a 64 x 20k float32 block is 5 MB)
 _POPULAR_EVERY_S = 1.0  # the popular and trending candidates are recomputed at most this often
-
-
-class Ranked(NamedTuple):
-    """A ranked list: external item ids, best first, their scores, and their item keys."""
-
-    items: list[str]
-    scores: list[float]
-    keys: list[int]
-
-
-EMPTY = Ranked([], [], [])
 
 
 class _Block(NamedTuple):
@@ -89,6 +69,7 @@ class Ranker:
     def __init__(self, config: ModelConfig, replica: Replica) -> None:
         self.config = config
         self.replica = replica
+        self.blend = Blend(config, replica)
         c = config
         self.index = BackgroundIndex(c.index_m, c.index_ef_construction, c.index_ef, c.index_rebuild_s, c.seed)
         self._factors_changed = False
@@ -98,10 +79,7 @@ class Ranker:
 
     @property
     def state(self) -> ItemState:
-        s = self.replica.state
-        if s is None:
-            raise RuntimeError("the ranker has no item state yet (no base delta from the learner)")
-        return s
+        return self.blend.state
 
     @property
     def ready(self) -> bool:
@@ -156,11 +134,6 @@ class Ranker:
         recent = s.dense(np.concatenate([v.recent for v in views])).reshape(len(views), -1)
         return user_vectors(recent, s.mf.history_factors.matrix, s.mf.weights)
 
-    def _unit(self) -> tuple[float, float]:
-        """``(half, unit)``: ranking scores s map back to the blend as ``s * unit + half``."""
-        half = 0.5 * self.config.w_mf
-        return half, (half if half > 0 else 1.0)
-
     def _block(self, views: Sequence[UserView]) -> _Block:
         s, c = self.state, self.config
         recent = s.dense(np.concatenate([v.recent for v in views])).reshape(len(views), -1)
@@ -173,37 +146,19 @@ class Ranker:
         co_user, co_item, co_val, peak = s.cooc.scores(recent[:, -c.window :], (ex_user, ex_item))
         if c.w_cooc and co_val.size:
             # peak 0: all of that user's values are 0 (excluded); the floor keeps them 0
-            co_val = co_val * (c.w_cooc / self._unit()[1] / np.maximum(peak, 1e-300))[co_user]
+            co_val = co_val * (c.w_cooc / self.blend.unit()[1] / np.maximum(peak, 1e-300))[co_user]
         else:
             co_user = co_item = np.zeros(0, dtype=np.int64)
             co_val = np.zeros(0)
         return _Block(vectors, co_user, co_item, co_val, ex_user, ex_item)
 
-    def _base_scores(self, vectors: np.ndarray, items: np.ndarray | None, popularity: bool = True) -> np.ndarray:
-        """The MF and popularity terms for ``items`` (None: all), ``(len(vectors), len(items))`` float32."""
-        s, c = self.state, self.config
-        factors = s.mf.item_factors if items is None else s.mf.item_factors[items]
-        half, unit = self._unit()
-        if half > 0:
-            score = (vectors * np.float32(0.5)) @ factors.T
-            np.tanh(score, out=score)
-        else:
-            score = np.zeros((vectors.shape[0], factors.shape[0]), dtype=np.float32)
-        if popularity:
-            for counts, w in ((s.pop, c.w_pop), (s.trend, c.w_trend)):
-                peak = counts.peak()
-                if w and peak > 0:
-                    raw = counts.raw() if items is None else counts.raw()[items]
-                    score += (raw * (w / (peak * unit))).astype(np.float32)
-        return score
-
     def _exact(self, b: _Block, k: int) -> list[Ranked]:
-        score = self._base_scores(b.vectors, None)
+        score = self.blend.base_scores(b.vectors, None)
         score[b.co_user, b.co_item] += b.co_val  # a repeated pair carries the same value: exact
         score[b.ex_user, b.ex_item] = -math.inf
         tops = top_k_rows(score, k)
         rows = np.repeat(np.arange(len(tops)), [t.shape[0] for t in tops])
-        return self._named_many(tops, score[rows, np.concatenate(tops)] if tops else np.zeros(0))
+        return self.blend.named_many(tops, score[rows, np.concatenate(tops)] if tops else np.zeros(0))
 
     def _exact_one(self, view: UserView, k: int) -> Ranked:
         """:meth:`_exact` for one user, with 1-D arrays."""
@@ -213,14 +168,14 @@ class Ranker:
         seen = s.dense(view.seen)
         seen = seen[seen >= 0]
         vector = s.mf.user_vector(recent)
-        row = self._base_scores(vector[None, :], None)[0]
+        row = self.blend.base_scores(vector[None, :], None)[0]
         none = np.zeros(0, dtype=np.int64)
         _, co_item, co_val, peak = s.cooc.scores(recent[None, -c.window :], (np.zeros(seen.shape[0], np.int64), seen))
         if c.w_cooc and co_val.size and peak[0] > 0:
-            row[co_item] += co_val * (c.w_cooc / self._unit()[1] / peak[0])
+            row[co_item] += co_val * (c.w_cooc / self.blend.unit()[1] / peak[0])
         row[seen if seen.size else none] = -math.inf
         top = top_finite(row, k)
-        return self._named(top, row[top])
+        return self.blend.named(top, row[top])
 
     def _two_stage(self, b: _Block, k: int) -> list[Ranked]:
         c = self._candidates(b)
@@ -280,7 +235,7 @@ class Ranker:
         keys += [(rows[:, None] * n + shared[None, :]).ravel(), b.co_user * n + b.co_item]
         key = unique_sorted(np.concatenate(keys))
         user, item = np.divmod(key, n)
-        score = self._pair_scores(b.vectors, user, item, popularity)
+        score = self.blend.pair_scores(b.vectors, user, item, popularity)
         if b.co_val.size:
             score[np.searchsorted(key, b.co_user * n + b.co_item)] += b.co_val.astype(np.float32)
         if b.ex_item.size:
@@ -293,23 +248,7 @@ class Ranker:
         table[user, np.arange(key.shape[0]) - starts[user]] = score
         tops = top_k_rows(table, k)
         picked = [item[starts[r] + t] for r, t in enumerate(tops)]
-        return self._named_many(picked, np.concatenate([table[r, t] for r, t in enumerate(tops)]))
-
-    def _pair_scores(self, vectors: np.ndarray, user: np.ndarray, item: np.ndarray, popularity: bool) -> np.ndarray:
-        """The MF and popularity terms of ``(user, item)`` pairs (what :meth:`_base_scores` gives per cell)."""
-        s, c = self.state, self.config
-        half, unit = self._unit()
-        if half > 0:
-            score = np.einsum("pf,pf->p", s.mf.item_factors[item], vectors[user] * np.float32(0.5))
-            np.tanh(score, out=score)
-        else:
-            score = np.zeros(item.shape[0], dtype=np.float32)
-        if popularity:
-            for counts, w in ((s.pop, c.w_pop), (s.trend, c.w_trend)):
-                peak = counts.peak()
-                if w and peak > 0:
-                    score += (counts.raw()[item] * (w / (peak * unit))).astype(np.float32)
-        return score
+        return self.blend.named_many(picked, np.concatenate([table[r, t] for r, t in enumerate(tops)]))
 
     def _fresh_candidates(self, vectors: np.ndarray, indexed: int) -> np.ndarray:
         """For each user, the best of the items added since the index was built (MF and popularity terms).
@@ -325,7 +264,7 @@ class Ranker:
         items = np.arange(indexed, n)
         if items.shape[0] <= self.config.candidates:
             return np.broadcast_to(items, (users, items.shape[0]))
-        best = top_k_rows(self._base_scores(vectors, items), self.config.candidates)
+        best = top_k_rows(self.blend.base_scores(vectors, items), self.config.candidates)
         width = max(t.shape[0] for t in best)
         out = np.full((users, width), items[0], dtype=np.int64)  # short rows repeat a candidate (deduplicated)
         for r, t in enumerate(best):
@@ -340,30 +279,6 @@ class Ranker:
             self._popular_top, self._trending_top = s.pop.top(n), s.trend.top(n)
             self._candidates_at = now
         return self._popular_top, self._trending_top
-
-    def _named_many(self, tops: list[np.ndarray], scores: np.ndarray) -> list[Ranked]:
-        """:meth:`_named` of many lists at once: ``scores`` holds theirs, concatenated."""
-        s = self.state
-        half, unit = self._unit()
-        idx = np.concatenate(tops) if tops else np.zeros(0, dtype=np.int64)
-        names = s.names
-        all_names = [names[j] for j in idx.tolist()]
-        values = (scores.astype(np.float64) * unit + half).round(6).tolist()
-        keys = s.keys.keys[idx].tolist()
-        out, at = [], 0
-        for t in tops:
-            end = at + t.shape[0]
-            out.append(Ranked(all_names[at:end], values[at:end], keys[at:end]))
-            at = end
-        return out
-
-    def _named(self, idx: np.ndarray, score: np.ndarray) -> Ranked:
-        s = self.state
-        half, unit = self._unit()
-        names, keys = s.names, s.keys.keys
-        dense = idx.tolist()
-        values = (score.astype(np.float64) * unit + half).round(6).tolist()
-        return Ranked([names[j] for j in dense], values, keys[idx].tolist())
 
     # ------------------------------------------------------ popular, similar
 
@@ -395,7 +310,7 @@ class Ranker:
             yield from [EMPTY] * len(items)
             return
         two_stage = self.uses_index()
-        scale = c.w_cooc / self._unit()[1]
+        scale = c.w_cooc / self.blend.unit()[1]
         for start in range(0, len(items), BLOCK):
             chunk = items[start : start + BLOCK]
             rows = [s.cooc.row(i) for i in chunk.tolist()]
@@ -418,9 +333,9 @@ class Ranker:
                 per_user = [index.query(b.vectors, c.candidates), self._fresh_candidates(b.vectors, index.size)]
                 yield from self._score_candidates(b, per_user, np.zeros(0, dtype=np.int64), k, popularity=False)
                 continue
-            score = self._base_scores(b.vectors, None, popularity=False)
+            score = self.blend.base_scores(b.vectors, None, popularity=False)
             score[b.co_user, b.co_item] += b.co_val.astype(np.float32)
             score[b.ex_user, b.ex_item] = -math.inf
             tops = top_k_rows(score, k)
             rows_of = np.repeat(np.arange(len(tops)), [t.shape[0] for t in tops])
-            yield from self._named_many(tops, score[rows_of, np.concatenate(tops)] if tops else np.zeros(0))
+            yield from self.blend.named_many(tops, score[rows_of, np.concatenate(tops)] if tops else np.zeros(0))
