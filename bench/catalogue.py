@@ -21,7 +21,8 @@ Through the real flow (``freshrec run`` on Kafka and Redis, recovery on,
 
 - ``events_per_s``: the drain rate of a backlog produced after the warm-up;
 - ``freshness_p99_ms_during_rebuild``: freshness p99 at 1,000 events/s,
-  counted only while a background index build runs.
+  counted only while a background index build runs (the stage lasts
+  until a build has finished under it, at most ``rebuild_stage_s``).
 
 The last line of ``freshrec bench --catalogue --json`` is one JSON object
 ``{"catalogue": [{"items": ..., ...}, ...]}``.
@@ -45,7 +46,7 @@ import numpy as np
 import orjson
 from kafka import KafkaProducer
 
-from bench.measure import Process, quantiles, start_flow
+from bench.measure import Process, quantiles, settle, start_flow
 from models import ModelConfig, Recommender
 from models.ids import item_key
 from operators.kafka_io import ensure_topics
@@ -67,12 +68,12 @@ class CataloguePlan:
     sample_users: int = 1000
     hr_events: int = 10_000
     backlog: int = 60_000  # drained through the flow after the warm-up
-    rebuild_stage_s: float = 60.0  # seconds at 1,000 events/s, freshness counted while a build runs
+    rebuild_stage_s: float = 900.0  # most seconds at 1,000 events/s, until a build has finished under it
 
     @classmethod
     def make(cls, quick: bool) -> CataloguePlan:
         if quick:
-            return cls(warm_factor=1.2, after_events=10_000, hr_events=3000, backlog=20_000, rebuild_stage_s=30.0)
+            return cls(warm_factor=1.2, after_events=10_000, hr_events=3000, backlog=20_000, rebuild_stage_s=60.0)
         return cls()
 
 
@@ -146,11 +147,15 @@ def in_process(items: int, plan: CataloguePlan, config: ModelConfig | None = Non
     }
 
 
-def _produce(kafka: str, topic: str, config: SyntheticConfig, rate: float = 0.0) -> None:
+def _produce(
+    kafka: str, topic: str, config: SyntheticConfig, rate: float = 0.0, stop: threading.Event | None = None
+) -> None:
     ensure_topics(kafka, {topic: 1, f"{topic}.dlq": 1})
     producer = KafkaProducer(bootstrap_servers=kafka.split(","), linger_ms=20, batch_size=1 << 18, acks=1)
     start = time.monotonic()
     for n, event in enumerate(synthetic_events(config)):
+        if stop is not None and stop.is_set():
+            break
         ev = event
         if rate > 0:
             ahead = n / rate - (time.monotonic() - start)
@@ -193,29 +198,40 @@ def through_flow(items: int, plan: CataloguePlan, kafka: str, redis_url: str, wo
         t_hi = next(t for t, n in series if n >= hi)
         eps = (hi - lo) / max(t_hi - t_lo, 1e-9)
         _say(f"{items:,} items: drained the backlog at {eps:,.0f} events/s (warm-up {series[-1][0]:.0f} s in all)")
-        # 1,000 events/s; freshness counted over the seconds a background build ran.
+        # 1,000 events/s; freshness counted over the seconds a background build ran. The stage
+        # starts once the backlog's own freshness (seconds in the backlog) is observed, and ends
+        # once a build has finished under it (builds rest three times their length: at 1M items
+        # that takes minutes), or after rebuild_stage_s.
+        before = settle(flow, timeout=60)
+        stop = threading.Event()
         producer = threading.Thread(
             target=_produce,
-            args=(kafka, topic, stream(items, int(1000 * plan.rebuild_stage_s), seed=5), 1000.0),
+            args=(kafka, topic, stream(items, int(1000 * plan.rebuild_stage_s), seed=5), 1000.0, stop),
             daemon=True,
         )
         producer.start()
         during: dict[float, float] = {}
-        before = flow.samples()
         building_s = 0.0
+        builds_seen = 0
         while producer.is_alive():
             time.sleep(1.0)
             after = flow.samples()
-            if total(before, "freshrec_index_building") > 0 and total(after, "freshrec_index_building") > 0:
+            was, now = total(before, "freshrec_index_building"), total(after, "freshrec_index_building")
+            if was > 0 and now > 0:
                 for edge, count in _buckets(after).items():
                     during[edge] = during.get(edge, 0.0) + count - _buckets(before).get(edge, 0.0)
                 building_s += 1.0
+            if building_s and was > 0 and now == 0:
+                builds_seen += 1
+                stop.set()
             before = after
+        producer.join()
         p99 = quantiles({}, during, (0.99,))[0] if during else float("nan")
         return {
             "events_per_s": round(eps),
             "freshness_p99_ms_during_rebuild": round(p99 * 1000, 1),
             "rebuild_seconds_observed": building_s,
+            "rebuilds_observed": builds_seen,
         }
     finally:
         flow.stop()
@@ -235,7 +251,7 @@ def run_catalogue(plan: CataloguePlan, kafka: str | None, redis_url: str | None,
     return rows
 
 
-def switch_point(sizes: list[int], repeat: int) -> list[dict]:
+def switch_point(sizes: list[int], repeat: int, config: ModelConfig | None = None) -> list[dict]:
     """Two-stage against exact ranking cost per user, in-process, for sizes around ``exact_max_items``.
 
     Each size is warmed and timed ``repeat`` times (both paths on the same
@@ -247,7 +263,7 @@ def switch_point(sizes: list[int], repeat: int) -> list[dict]:
     for items in sizes:
         ratios, two, exact = [], [], []
         for _ in range(repeat):
-            row = in_process(items, plan)
+            row = in_process(items, plan, config)
             two.append(row["two_stage_us_per_user"])
             exact.append(row["exact_us_per_user"])
             ratios.append(row["exact_us_per_user"] / row["two_stage_us_per_user"])
@@ -259,6 +275,7 @@ def switch_point(sizes: list[int], repeat: int) -> list[dict]:
                 "exact_us_per_user": statistics.median(exact),
                 "exact_over_two_stage": round(statistics.median(ratios), 2),
                 "recall_at_20": row["recall_at_20"],
+                "index_recall_at_20": row["index_recall_at_20"],
             }
         )
         _say(f"switch point: {rows[-1]}")
@@ -269,8 +286,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description="Where two-stage ranking starts to pay: cost per user against exact.")
     ap.add_argument("--sizes", default="10000,15000,20000,30000,50000", help="catalogue sizes, comma-separated")
     ap.add_argument("--repeat", type=int, default=3, help="runs per size (median of paired ratios)")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="model setting, e.g. index_ef=128")
     args = ap.parse_args()
-    rows = switch_point([int(x) for x in args.sizes.split(",")], args.repeat)
+    base = ModelConfig()
+    pairs = [kv.split("=", 1) for kv in args.set]
+    config = replace(base, **{k: type(getattr(base, k))(v) for k, v in pairs})
+    rows = switch_point([int(x) for x in args.sizes.split(",")], args.repeat, config)
     print(orjson.dumps({"switch_point": rows}).decode())
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from models.config import ModelConfig
 from operators.parse import DEFAULT_WEIGHTS, ParseConfig
 from operators.rank import ServeConfig
+from state.keys import DEFAULT_NAMESPACE
 
 ENV_PREFIX = "FRESHREC_"
 MODEL_PREFIX = "model_"
@@ -56,7 +57,7 @@ class Settings:
         default="redis://127.0.0.1:6379/0",
         metadata={"help": "Redis URL (redis://user:pass@host:port/db, rediss:// for TLS)"},
     )
-    namespace: str = field(default="freshrec", metadata={"help": "Redis key prefix"})
+    namespace: str = field(default=DEFAULT_NAMESPACE, metadata={"help": "Redis key prefix"})
     k: int = field(default=20, metadata={"help": "length of each user's list"})
     refresh_s: float = field(default=2.0, metadata={"help": "seconds between popular / similar-items refreshes"})
     broadcast_s: float = field(

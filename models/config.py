@@ -41,7 +41,7 @@ class ModelConfig:
     w_pop: float = 0.3
     w_trend: float = 0.0  # short-term popularity (trend_half_life_s)
     # two-stage ranking (models/ranking.py) and the HNSW index (models/index.py)
-    exact_max_items: int = 12000  # up to this many items every item is scored; above, candidates (measured crossover)
+    exact_max_items: int = 50000  # up to this many items every item is scored; above, candidates (measured crossover)
     candidates: int = 50  # HNSW neighbours of the user vector (and best items newer than the index)
     popular_candidates: int = 50  # most popular (decayed) and trending items, each
     index_m: int = 16

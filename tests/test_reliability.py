@@ -15,6 +15,7 @@ import time
 
 import orjson
 import pytest
+import redis
 from kafka import KafkaProducer
 
 from state.keys import user_key
@@ -93,7 +94,8 @@ def test_restart_loses_nothing(sig, start_flow, services, names, redis_client, t
     producer.start()
     wait_for(lambda: applied(first) > 5000, timeout=30)
     produced_at_stop = producer.sent  # an upper bound of what the first run consumed
-    assert first.stop(sig) in (-sig, 0), first.output()
+    # SIGTERM is a clean stop (exit 0); kill -9 ends the process where it stands.
+    assert first.stop(sig) == (0 if sig == signal.SIGTERM else -signal.SIGKILL), first.output()
     assert 0 < produced_at_stop < total, "the stop must come mid-stream"
 
     second = start_flow(*args)
@@ -104,7 +106,9 @@ def test_restart_loses_nothing(sig, start_flow, services, names, redis_client, t
     assert_every_user_current(redis_client, names["namespace"], total)
     time.sleep(1.5)
     assert second.metric("freshrec_model_events") == total
-    # The restart re-applied only what came after the last snapshot.
+    # The restart re-applied only what came after the last snapshot: at most one snapshot interval
+    # of events. ``replayed`` over-counts by what was produced but not yet consumed at the stop (the
+    # flow's lag, a few batches), so the bound allows one interval plus half a second of events.
     replayed = produced_at_stop - (total - applied(second))
     print(f"{sig.name}: at most {replayed:.0f} events re-applied (window {rate * interval:.0f})")
     assert replayed <= rate * (interval + 0.5), (replayed, second.output())
@@ -112,12 +116,10 @@ def test_restart_loses_nothing(sig, start_flow, services, names, redis_client, t
 
 
 def test_redis_outage_is_survived(own_service, start_flow, services, names) -> None:
-    import redis
-
     own = own_service("redis")
     url = own.env["FRESHREC_REDIS_URL"]
     flow = start_flow("--redis-url", url)
-    rate, total = 1000.0, 15_000
+    rate, total = 1000.0, 12_000
     producer = Steady(services["FRESHREC_KAFKA"], names["topic"], total, rate)
     producer.start()
     wait_for(lambda: applied(flow) > 2000, timeout=30)
@@ -125,11 +127,15 @@ def test_redis_outage_is_survived(own_service, start_flow, services, names) -> N
     own.stop()
     down_at = time.monotonic()
     wait_for(lambda: flow.metric("freshrec_outage", {"service": "redis"}) == 1, timeout=15)
+    # The stream ends while Redis is down: no event arrives after it is back, so the lists of the
+    # users whose last event was in the batch held by the outage are current only if that batch
+    # was retried, not dropped.
+    producer.finish()
     time.sleep(max(0.0, 10.0 - (time.monotonic() - down_at)))
     assert flow.proc.poll() is None, flow.output()
+    assert flow.metric("freshrec_model_events") < total  # the flow waited for Redis
     own.start()
 
-    producer.finish()
     wait_for(lambda: flow.metric("freshrec_model_events") == total, timeout=60)
     client = redis.Redis.from_url(url)
     assert_every_user_current(client, names["namespace"], total)

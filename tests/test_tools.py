@@ -90,5 +90,10 @@ def test_eval_prints_the_json_contract(tmp_path) -> None:
         assert set(row) == {"hr@10", "hr@20", "mrr@20", "hr@10_second_half", "coverage", "events_per_s"}
         assert 0 <= row["hr@10"] <= row["hr@20"] <= 1
     assert png.stat().st_size > 10_000
-    # on structured data the online model beats all-time popularity
-    assert doc["models"]["freshrec"]["hr@10"] > doc["models"]["popularity"]["hr@10"]
+    # On a stream with stable tastes the online model beats every baseline by a clear margin
+    # (measured: HR@10 0.133 against 0.087 for the best baseline, all-time popularity).
+    ours = doc["models"].pop("freshrec")
+    best = max(doc["models"].values(), key=lambda row: row["hr@10"])
+    assert ours["hr@10"] >= 1.3 * best["hr@10"], (ours, doc["models"])
+    for metric in ("mrr@20", "hr@10_second_half"):
+        assert ours[metric] > max(row[metric] for row in doc["models"].values()), (metric, ours, doc["models"])
