@@ -93,7 +93,7 @@ def measure(kafka: str, redis_url: str, users: int, per_user: int, workdir: Path
             t0 = time.monotonic()
             first.stop()
             stop_s = time.monotonic() - t0
-        recovery_mb = sum(p.stat().st_size for p in recovery.glob("*")) / 1e6
+        recovery_mb = sum(p.stat().st_size for p in recovery.rglob("*") if p.is_file()) / 1e6  # store and journal
         probe = Event(f"probe-{tag}", "i1", "view", 1.0, time.time(), time.time())
         _produce(kafka, topic, [probe])
         launched = time.monotonic()

@@ -24,6 +24,8 @@ Rebuilt rather than updated, the ``ip`` graph does not decay.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
 
@@ -34,6 +36,7 @@ _CHUNK = 32768  # rows copied or inserted per step of a build
 _INSERT = 16  # new items inserted per step of ItemIndex.insert (each costs tens to hundreds of us)
 _HEADROOM = 1.25  # capacity of a build over the items it indexes
 _INSERT_MAX_S = 0.02  # most seconds of inserts per poll (the base budget grows with the items outside)
+_BUILD_NICE = 10  # the build thread's niceness (Linux: per thread)
 DUTY = 0.25  # most share of a core the background builds take, on average
 
 
@@ -179,6 +182,9 @@ class BackgroundIndex:
         self.building_since = self._started_at
 
         def run() -> None:
+            # Linux schedules threads as tasks: a nice build thread yields the CPU to the event path.
+            with contextlib.suppress(OSError, AttributeError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _BUILD_NICE)
             self._result = ItemIndex.build(factors, self.m, self.ef_construction, self.ef, self.seed)
 
         self._thread = threading.Thread(target=run, name="freshrec-index-build", daemon=True)
