@@ -44,6 +44,7 @@ class ModelConfig:
     exact_max_items: int = 50000  # up to this many items every item is scored; above, candidates (measured crossover)
     candidates: int = 50  # HNSW neighbours of the user vector (and best items newer than the index)
     popular_candidates: int = 50  # most popular (decayed) and trending items, each
+    fresh_max_items: int = 4096  # newest items outside the index scored for the "fresh" source
     index_m: int = 16
     index_ef: int = 64
     index_ef_construction: int = 100

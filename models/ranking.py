@@ -253,15 +253,18 @@ class Ranker:
     def _fresh_candidates(self, vectors: np.ndarray, indexed: int) -> np.ndarray:
         """For each user, the best of the items added since the index was built (MF and popularity terms).
 
-        Until the next build swaps in, these items are in no index: they
-        are scored for the whole block in one product, and the best
-        ``candidates`` of each user join that user's candidates.
+        Until the next build swaps in, these items are in no index: the
+        newest ``fresh_max_items`` of them are scored for the whole block
+        in one product, and the best ``candidates`` of each user join that
+        user's candidates. Older ones (a catalogue growing faster than
+        inserts keep up) reach lists only through the other sources until
+        inserted: scoring all 76k of them cost a third of a 1M-item list.
         """
         n = len(self.state)
         users = vectors.shape[0]
         if n <= indexed:
             return np.zeros((users, 0), dtype=np.int64)
-        items = np.arange(indexed, n)
+        items = np.arange(max(indexed, n - self.config.fresh_max_items), n)
         if items.shape[0] <= self.config.candidates:
             return np.broadcast_to(items, (users, items.shape[0]))
         best = top_k_rows(self.blend.base_scores(vectors, items), self.config.candidates)
