@@ -27,6 +27,20 @@ def grow(array: np.ndarray, min_rows: int, fill: float = 0) -> np.ndarray:
     return out
 
 
+def run_starts(sorted_values: np.ndarray) -> np.ndarray:
+    """Where each run of equal values of a sorted array starts.
+
+    >>> run_starts(np.array([1, 1, 2, 5, 5, 5])).tolist()
+    [0, 2, 3]
+    """
+    if sorted_values.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64)
+    first = np.empty(sorted_values.shape[0], dtype=np.bool_)
+    first[0] = True
+    np.not_equal(sorted_values[1:], sorted_values[:-1], out=first[1:])
+    return np.flatnonzero(first)
+
+
 def unique_sorted(values: np.ndarray) -> np.ndarray:
     """The distinct values, sorted (``np.unique`` without its fixed cost: 27 -> 6 us for 400 values, numpy 2.4).
 
@@ -34,9 +48,4 @@ def unique_sorted(values: np.ndarray) -> np.ndarray:
     [1, 2, 3]
     """
     s = np.sort(values)
-    if s.shape[0] < 2:
-        return s
-    keep = np.empty(s.shape[0], dtype=np.bool_)
-    keep[0] = True
-    np.not_equal(s[1:], s[:-1], out=keep[1:])
-    return s[keep]
+    return s[run_starts(s)] if s.shape[0] > 1 else s

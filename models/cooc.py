@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from models.arrays import run_starts
+
 
 class _Row:
     """One item's neighbours: a position map plus parallel numpy arrays.
@@ -183,10 +185,7 @@ class CoOccurrence:
         contrib = np.concatenate(val) * np.repeat(np.array(scale), counts)
         order = np.argsort(key, kind="stable")
         key, contrib = key[order], contrib[order]
-        first = np.empty(key.shape[0], dtype=np.bool_)
-        first[0] = True
-        np.not_equal(key[1:], key[:-1], out=first[1:])
-        starts = np.flatnonzero(first)
+        starts = run_starts(key)
         key = key[starts]
         value = np.add.reduceat(contrib, starts)
         ex_users, ex_items = exclude

@@ -126,9 +126,10 @@ class BackgroundIndex:
 
     The owner (one ranker) calls :meth:`poll` between batches: it swaps a
     finished build in, inserts the items added since (within
-    ``insert_budget_s`` per 1,000 items outside, at most 20 ms), and starts a new build when the factors have moved
-    on for ``rebuild_s`` or the index is full, once the last build has had
-    its rest (``DUTY``). Queries only ever see a complete index.
+    ``insert_budget_s`` per 1,000 items outside, at most 20 ms), and starts
+    a new build when the factors have moved on for ``rebuild_s`` or the
+    index is full, once the last build has had its rest (``DUTY``).
+    Queries only ever see a complete index.
     """
 
     def __init__(

@@ -153,7 +153,8 @@ class ItemLearner:
     def row_bytes(self) -> int:
         s = self.state
         n = len(s)
-        entries = sum(r.n for r in s.cooc.rows[:: max(1, n // 1000)]) / min(n, 1000) if n else 0.0  # a sample
+        sample = s.cooc.rows[: n : max(1, n // 1000)]  # about 1,000 rows
+        entries = sum(r.n for r in sample) / len(sample) if sample else 0.0
         return int(8 * s.mf.n_factors + 16 * entries + 64)
 
     def delta(self) -> dict[str, np.ndarray]:

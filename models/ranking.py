@@ -152,8 +152,8 @@ class Ranker:
             co_val = np.zeros(0)
         return _Block(vectors, co_user, co_item, co_val, ex_user, ex_item)
 
-    def _exact(self, b: _Block, k: int) -> list[Ranked]:
-        score = self.blend.base_scores(b.vectors, None)
+    def _exact(self, b: _Block, k: int, popularity: bool = True) -> list[Ranked]:
+        score = self.blend.base_scores(b.vectors, None, popularity)
         score[b.co_user, b.co_item] += b.co_val  # a repeated pair carries the same value: exact
         score[b.ex_user, b.ex_item] = -math.inf
         tops = top_k_rows(score, k)
@@ -331,14 +331,8 @@ class Ranker:
                 chunk,
             )
             if two_stage:
-                index = self.index.current
-                assert index is not None
-                per_user = [index.query(b.vectors, c.candidates), self._fresh_candidates(b.vectors, index.size)]
+                cands = self._candidates(b)
+                per_user = [cands["index"], cands["fresh"]]
                 yield from self._score_candidates(b, per_user, np.zeros(0, dtype=np.int64), k, popularity=False)
-                continue
-            score = self.blend.base_scores(b.vectors, None, popularity=False)
-            score[b.co_user, b.co_item] += b.co_val.astype(np.float32)
-            score[b.ex_user, b.ex_item] = -math.inf
-            tops = top_k_rows(score, k)
-            rows_of = np.repeat(np.arange(len(tops)), [t.shape[0] for t in tops])
-            yield from self.blend.named_many(tops, score[rows_of, np.concatenate(tops)] if tops else np.zeros(0))
+            else:
+                yield from self._exact(b, k, popularity=False)
