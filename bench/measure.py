@@ -20,7 +20,7 @@ import orjson
 import redis
 from kafka import KafkaProducer
 
-from bench.services import ROOT, free_ports
+from bench.services import ROOT, free_ports, stop_process
 from state.keys import user_key
 from state.metrics import scrape, total
 
@@ -50,13 +50,7 @@ class Process:
         return total(self.samples(), "freshrec_events_total", {"outcome": "applied"})
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.log.close()
 
 

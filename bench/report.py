@@ -146,6 +146,8 @@ def results_section(res: dict, cmd: str, plots: list[Path], results_dir: Path) -
         lines += _catalogue_lines(res["catalogue"])
     if res.get("scale"):
         lines += _scale_lines(res["scale"])
+    if res.get("api"):
+        lines += _api_lines(res["api"])
     return "\n".join(lines) + "\n"
 
 
@@ -236,6 +238,36 @@ def _scale_lines(sc: dict) -> list[str]:
     ]
 
 
+def _api_lines(api: dict) -> list[str]:
+    post = api["api_post"]
+    lines = [
+        (
+            f"HTTP API (bench/api.py): `freshrec serve` (one uvicorn process), load from oha with latency "
+            f"correction, beside a paced redis-py GET of the same keys; {api['api_runs']} run(s) of "
+            f"{api['api_seconds']:.0f} s, medians."
+        ),
+        "",
+        "| GET /recommend at | API p50 / p99 (ms) | achieved | direct Redis GET p50 / p99 (ms) | p99 ratio |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['rate']:,}/s | {r['api_p50_ms']} / {r['api_p99_ms']} (runs {r['runs_api_p99_ms']}) | "
+        f"{r['api_achieved_rps']:,}/s, {r['api_non_200']} non-200 | {r['redis_p50_ms']} / {r['redis_p99_ms']} | "
+        f"{r['p99_ratio']}x |"
+        for r in api["api_get"]
+    ]
+    lines += [
+        "",
+        (
+            f"POST /events in batches of {post['batch']} (32 connections): {post['api_eps']:,} events/s acknowledged "
+            f"(runs {post['runs_api_eps']}, {post['non_200']} non-200), one kafka-python producer sending the same "
+            f"events directly {post['direct_eps']:,} events/s ({post['ratio']}x)."
+        ),
+        "",
+    ]
+    return lines
+
+
 def print_summary(res: dict) -> None:
     print(f"freshrec bench ({res['machine']}, {res['date']}, {res['wall_s']:.0f} s)")
     if "summary" in res:
@@ -275,4 +307,16 @@ def print_summary(res: dict) -> None:
             f"  scale           1 process {one['throughput_eps']:,} events/s, 2 processes {two['throughput_eps']:,} "
             f"({sc['scale_ratio']}x); hit-rate@10 {sc['hit_rate_at_10']}; single writer "
             f"{sc['single_writer_ceiling_eps']:,} events/s; with state: {sc['freshness_recovery_ms']}"
+        )
+    if "api" in res:
+        for r in res["api"]["api_get"]:
+            print(
+                f"  GET /recommend  @{r['rate']:,}/s p50 {r['api_p50_ms']} / p99 {r['api_p99_ms']} ms "
+                f"(achieved {r['api_achieved_rps']:,}/s); direct Redis GET p50 {r['redis_p50_ms']} / "
+                f"p99 {r['redis_p99_ms']} ms"
+            )
+        post = res["api"]["api_post"]
+        print(
+            f"  POST /events    {post['api_eps']:,} events/s (batches of {post['batch']}); "
+            f"direct {post['direct_eps']:,}"
         )

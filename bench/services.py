@@ -8,6 +8,7 @@ the ports and the data.
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 from pathlib import Path
@@ -57,3 +58,15 @@ def start(workdir: Path, which: str = "") -> dict[str, str]:
 
 def stop(workdir: Path, which: str = "", check: bool = False) -> None:
     subprocess.run([str(SCRIPT), "stop", str(workdir), *([which] if which else [])], check=check)
+
+
+def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+    """Send ``sig`` to ``proc`` if it still runs, wait up to ``timeout`` s, then kill it; its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode

@@ -23,7 +23,8 @@ Every ``freshrec run`` runs as production does: ``--recovery-dir`` with
 6. restart of ``freshrec run --recovery-dir`` with 1M users of state
    (100k with ``--quick``; ``bench/restart.py``);
 7. large catalogues (``bench/catalogue.py``, alone: ``--catalogue``);
-8. scale-out on Bytewax's cluster (``bench/scale.py``, alone: ``--scale``).
+8. scale-out on Bytewax's cluster (``bench/scale.py``, alone: ``--scale``);
+9. the HTTP API under oha, beside direct Redis and Kafka clients (``bench/api.py``, alone: ``--api``).
 
 ``--core`` runs stages 1-6 only.
 
@@ -49,6 +50,7 @@ from pathlib import Path
 import orjson
 
 from bench import services
+from bench.api import ApiPlan, run_api
 from bench.catalogue import CataloguePlan, run_catalogue
 from bench.measure import Process, drain, fixed_rate, read_latency, replay, start_flow, wait_replay
 from bench.scale import ScalePlan, run_scale
@@ -105,7 +107,7 @@ def run_bench(
     results: str,
     only: str = "",
 ) -> int:
-    """The whole benchmark, or part of it (``only``: ``catalogue``, ``scale`` or ``core``, stages 1-6)."""
+    """The whole benchmark, or part of it (``only``: ``catalogue``, ``scale``, ``api`` or ``core``, stages 1-6)."""
     from bench import report
 
     plan = Plan.make(quick, runs)
@@ -121,6 +123,8 @@ def run_bench(
             res["scale"] = run_scale(ScalePlan.make(quick), kafka, redis_url, workdir)
         if only in ("", "core"):
             res.update(_stages(plan, kafka, redis_url, workdir))
+        if only in ("", "api"):
+            res["api"] = run_api(ApiPlan.make(quick), kafka, redis_url, workdir)
     finally:
         if own:
             services.stop(workdir)
@@ -137,6 +141,8 @@ def run_bench(
             doc["catalogue"] = res["catalogue"]
         if "scale" in res:
             doc.update(res["scale"])
+        if "api" in res:
+            doc.update(res["api"])
         print(orjson.dumps(doc).decode())
     return 0
 

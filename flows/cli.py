@@ -1,4 +1,4 @@
-"""The ``freshrec`` command: demo, run, recs, eval, replay."""
+"""The ``freshrec`` command: demo, run, serve, catalogue, recs, eval, replay, bench."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import orjson
 
-from flows.settings import Settings
+from flows.settings import SERVE, SERVE_ONLY, Settings
 
 EXAMPLES = {
     "demo": "freshrec demo                      # synthetic stream, embedded Redis\n"
@@ -21,12 +21,18 @@ EXAMPLES = {
     "  freshrec run --processes 2 --partitions 2          # two processes on this machine\n"
     "  freshrec run --process-id 0 --addresses 'a:2101;b:2101;c:2101'   # on machine a (1 on b, 2 on c)\n"
     "  FRESHREC_KAFKA=broker:9092 freshrec run --kafka-config security_protocol=SASL_SSL,sasl_mechanism=PLAIN",
+    "serve": "freshrec serve --port 8000 --redis-url redis://127.0.0.1:6379/0 --kafka 127.0.0.1:9092\n"
+    "  freshrec serve --host 0.0.0.0 --api-keys-file /etc/freshrec/keys --api-reads key\n"
+    "  curl -s localhost:8000/recommend/42?k=5; open http://127.0.0.1:8000/ for the console",
+    "catalogue": "freshrec catalogue load ../shared/data/ml-latest-small/movies.csv --kafka 127.0.0.1:9092\n"
+    "  freshrec catalogue load items.jsonl --items-topic shop.items",
     "recs": "freshrec recs 42 --k 10 --redis-url redis://127.0.0.1:6379/0",
     "eval": "freshrec eval --data ../shared/data/ml-latest-small/ratings.csv --json",
     "bench": "freshrec bench --quick --json      # starts Kafka and Redis itself\n"
     "  freshrec bench --catalogue --quick --json\n"
     "  freshrec bench --scale --json\n"
     "  freshrec bench --core --json      # stages 1-6 of bench/system.py\n"
+    "  freshrec bench --api --json       # the HTTP API under oha\n"
     "  freshrec bench --kafka 127.0.0.1:9092 --redis-url redis://127.0.0.1:6379/0 --runs 5",
     "replay": "freshrec replay --synthetic --kafka 127.0.0.1:9092 --rate 5000 --limit 100000\n"
     "  freshrec replay events.jsonl --kafka 127.0.0.1:9092 --rate 0",
@@ -164,6 +170,38 @@ def cmd_recs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The HTTP API and the console, until interrupted."""
+    import uvicorn
+
+    from flows.api import create_app
+
+    try:
+        s = Settings.from_args(args)
+        app = create_app(s)
+    except (ValueError, OSError) as ex:
+        return _fail(str(ex))
+    # No access log: a line per request would cost more than the request (metrics count them instead).
+    uvicorn.run(app, host=s.host, port=s.port, access_log=False, log_level="warning", loop="uvloop", http="httptools")
+    return 0
+
+
+def cmd_catalogue(args: argparse.Namespace) -> int:
+    """Produce a catalogue file (CSV or JSONL) to the compacted items topic."""
+    from operators.catalogue import load
+    from operators.kafka_io import ServiceError
+
+    try:
+        s = Settings.from_args(args)
+        sent, problems = load(args.path, s.kafka, s.items_topic, s.kafka_extra())
+    except (ServiceError, OSError, ValueError) as ex:
+        return _fail(str(ex))
+    for line in problems[:20]:
+        print(f"freshrec: skipped {line}", file=sys.stderr)
+    print(f"{sent:,} items sent to {s.items_topic} on {s.kafka}; {len(problems):,} rows skipped")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from flows.demo import run_demo
 
@@ -209,7 +247,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from bench.system import run_bench
 
-    only = "catalogue" if args.catalogue else "scale" if args.scale else "core" if args.core else ""
+    only = next((name for name in ("catalogue", "scale", "core", "api") if getattr(args, name)), "")
     return run_bench(args.quick, args.json, args.kafka, args.redis_url, args.runs, args.out, args.results, only)
 
 
@@ -237,7 +275,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--events", type=int, default=60_000, help="synthetic events (default 60000)")
 
     p = add("run", cmd_run, "Consume a Kafka topic and keep every user's list in Redis current.")
-    Settings.add_arguments(p)
+    Settings.add_arguments(p, exclude=SERVE_ONLY)
+
+    p = add("serve", cmd_serve, "The HTTP API (recommendations, events) and the web console.")
+    Settings.add_arguments(p, only=SERVE)
+
+    p = add("catalogue", cmd_catalogue, "Load an item catalogue (CSV or JSONL) into the compacted items topic.")
+    p.add_argument("action", choices=("load",))
+    p.add_argument("path", help="CSV with a header (item or movieId, title, category, tags or genres) or JSONL")
+    Settings.add_arguments(p, only=("kafka", "items_topic", "kafka_config", "kafka_config_file"))
 
     p = add("recs", cmd_recs, "Print what an app reads for USER (popular list for an unknown user).")
     p.add_argument("user")
@@ -277,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     stage.add_argument(
         "--core", action="store_true", help="only throughput, freshness, reads, naive loop, memory and restart"
     )
+    stage.add_argument("--api", action="store_true", help="only the HTTP API under oha (GET /recommend, POST /events)")
     p.add_argument("--json", action="store_true", help="last line: one JSON object with the headline figures")
     p.add_argument("--runs", type=int, default=None, help="repetitions to take the median of (default 3, --quick 1)")
     p.add_argument("--kafka", help="use this broker instead of starting one")

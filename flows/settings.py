@@ -96,12 +96,31 @@ class Settings:
         default="", metadata={"help": "learning weight per event type, type=weight,... (default view=1,click=2,...)"}
     )
     config: str = field(default="", metadata={"help": "TOML file with [model] settings and [weights] per event type"})
+    items_topic: str = field(
+        default="freshrec.items", metadata={"help": "compacted topic of the item catalogue (key = item id)"}
+    )
+    host: str = field(default="127.0.0.1", metadata={"help": "address `freshrec serve` listens on"})
+    port: int = field(default=8000, metadata={"help": "port of `freshrec serve` (HTTP API and console)"})
+    api_keys_file: str = field(
+        default="", metadata={"help": "file of API keys, one 'KEY [NAME]' per line; empty: no keys, no auth"}
+    )
+    api_reads: str = field(
+        default="open", metadata={"help": "'open': GET endpoints need no key; 'key': they need one too"}
+    )
+    max_body_bytes: int = field(default=4 << 20, metadata={"help": "largest POST /events body, bytes"})
+    flow_metrics: str = field(
+        default="http://127.0.0.1:9464/metrics",
+        metadata={"help": "the flow's /metrics URL(s), ','-separated, that the console charts"},
+    )
     model: tuple[tuple[str, Any], ...] = field(default=(), metadata={"help": ""})  # --model-* / FRESHREC_MODEL_*
 
     def __post_init__(self) -> None:
-        for name in ("k", "workers", "processes", "max_batch", "max_message_bytes", "max_id_bytes", "partitions"):
+        positive = ("k", "workers", "processes", "max_batch", "max_message_bytes", "max_id_bytes", "partitions")
+        for name in (*positive, "port", "max_body_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{_env(name)}={getattr(self, name)} must be >= 1")
+        if self.api_reads not in ("open", "key"):
+            raise ValueError(f"FRESHREC_API_READS={self.api_reads!r} must be 'open' or 'key'")
         if not 0 < self.learner_share <= 1:
             raise ValueError(f"FRESHREC_LEARNER_SHARE={self.learner_share} must be in (0, 1]")
         for name in ("refresh_s", "broadcast_s", "snapshot_interval_s"):
@@ -188,10 +207,12 @@ class Settings:
         return cls(**values, model=tuple(model))
 
     @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
+    def add_arguments(
+        cls, parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None, exclude: tuple[str, ...] = ()
+    ) -> None:
         """One ``--flag`` per field (default: unset, so the environment applies); ``--model-*`` with all of them."""
         for f in fields(cls):
-            if (only is not None and f.name not in only) or f.name == "model":
+            if (only is not None and f.name not in only) or f.name == "model" or f.name in exclude:
                 continue
             parser.add_argument(
                 "--" + f.name.replace("_", "-"),
@@ -223,6 +244,15 @@ class Settings:
             if value is not None:
                 model[name] = value
         return replace(base, **given, model=tuple(model.items()))
+
+
+SERVE_ONLY = ("items_topic", "host", "port", "api_keys_file", "api_reads", "max_body_bytes", "flow_metrics")
+"""Settings of ``freshrec serve`` alone (``freshrec run`` has no such flags)."""
+SERVE = (
+    *("kafka", "topic", "kafka_config", "kafka_config_file", "partitions", "redis_url", "namespace"),
+    *("max_message_bytes", "max_id_bytes", "weights", "config", *SERVE_ONLY),
+)
+"""Every setting of ``freshrec serve``."""
 
 
 def _env(name: str) -> str:

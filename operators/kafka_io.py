@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.partitioner.default import murmur2
 
 from operators.parse import Message, Rejected
 from state import metrics
@@ -31,19 +33,29 @@ class ServiceError(RuntimeError):
     """A service (Kafka or Redis) is unreachable or misconfigured; one line for the user."""
 
 
-def _client_config(brokers: str, extra: Mapping[str, Any]) -> dict[str, Any]:
+def client_config(brokers: str, extra: Mapping[str, Any]) -> dict[str, Any]:
+    """kafka-python settings for ``brokers`` (``HOST:PORT,...``), with ``extra`` (SASL, SSL, ...) on top."""
     return {"bootstrap_servers": brokers.split(","), "bootstrap_timeout_ms": 5000, **extra}
 
 
-def ensure_topics(brokers: str, topics: dict[str, int], extra: Mapping[str, Any] | None = None) -> None:
-    """Create the missing topics (name -> partitions); fail in one line if the broker is down."""
+def ensure_topics(
+    brokers: str,
+    topics: dict[str, int],
+    extra: Mapping[str, Any] | None = None,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
+) -> None:
+    """Create the missing topics (name -> partitions; ``configs``: their settings); one line if Kafka is down."""
     try:
-        admin = KafkaAdminClient(**_client_config(brokers, extra or {}))
+        admin = KafkaAdminClient(**client_config(brokers, extra or {}))
     except KafkaError as ex:
         raise ServiceError(f"cannot reach Kafka at {brokers}: {ex}; start the broker or pass --kafka HOST:PORT") from ex
     try:
         existing = set(admin.list_topics())
-        missing = {t: {"num_partitions": n, "replication_factor": -1} for t, n in topics.items() if t not in existing}
+        missing = {
+            t: {"num_partitions": n, "replication_factor": -1, "configs": dict((configs or {}).get(t, {}))}
+            for t, n in topics.items()
+            if t not in existing
+        }
         if missing:
             log.info("creating Kafka topics %s on %s", ", ".join(sorted(missing)), brokers)
             with contextlib.suppress(TopicAlreadyExistsError):
@@ -134,7 +146,7 @@ class KafkaSource(FixedPartitionedSource[Message, int | None]):
     def __init__(self, brokers: str, topic: str, extra: Mapping[str, Any] | None = None, max_records: int = 4096):
         self.brokers = brokers
         self.topic = topic
-        self.config = _client_config(brokers, extra or {})
+        self.config = client_config(brokers, extra or {})
         self.max_records = max_records
 
     def list_parts(self) -> list[str]:
@@ -181,8 +193,56 @@ class DeadLetterSink(DynamicSink[Rejected]):
     """
 
     def __init__(self, brokers: str, topic: str, extra: Mapping[str, Any] | None = None):
-        self.config = _client_config(brokers, extra or {})
+        self.config = client_config(brokers, extra or {})
         self.topic = topic
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _DeadLetterWriter:
         return _DeadLetterWriter(self.config, self.topic)
+
+
+class KeyTail:
+    """The newest messages of one key in a topic (the console's user inspector).
+
+    Messages are keyed (the event schema: key = user id), so all of a key's
+    messages are in the partition Kafka's default partitioner picks for it;
+    the last ``scan`` messages of that partition are read and filtered. One
+    consumer, made on first use, serves every call.
+    """
+
+    def __init__(self, brokers: str, topic: str, extra: Mapping[str, Any] | None = None, scan: int = 5000) -> None:
+        self.brokers, self.topic, self.scan = brokers, topic, scan
+        self.config = client_config(brokers, extra or {})
+        self._consumer: KafkaConsumer | None = None
+        self._lock = threading.Lock()
+
+    def newest(self, key: bytes, limit: int = 20, timeout: float = 2.0) -> list[tuple[float, bytes]]:
+        """Up to ``limit`` ``(kafka_ts_s, value)`` of ``key``, newest first; raises :class:`ServiceError`."""
+        with self._lock:
+            try:
+                if self._consumer is None:
+                    self._consumer = KafkaConsumer(enable_auto_commit=False, group_id=None, **self.config)
+                return self._newest(self._consumer, key, limit, timeout)
+            except KafkaError as ex:
+                self.close()
+                raise ServiceError(f"cannot read {self.topic} on Kafka at {self.brokers}: {ex}") from ex
+
+    def _newest(self, consumer: KafkaConsumer, key: bytes, limit: int, timeout: float) -> list[tuple[float, bytes]]:
+        parts = sorted(consumer.partitions_for_topic(self.topic) or ())
+        if not parts:
+            return []
+        tp = TopicPartition(self.topic, parts[(murmur2(key) & 0x7FFFFFFF) % len(parts)])
+        consumer.assign([tp])
+        end = consumer.end_offsets([tp])[tp]
+        start = max(end - self.scan, consumer.beginning_offsets([tp])[tp])
+        consumer.seek(tp, start)
+        found: list[tuple[float, bytes]] = []
+        deadline = time.monotonic() + timeout
+        while consumer.position(tp) < end and time.monotonic() < deadline:
+            records = consumer.poll(timeout_ms=100, max_records=self.scan).get(tp, ())
+            found.extend((r.timestamp / 1000.0, r.value) for r in records if r.offset < end and r.key == key)
+        return found[::-1][:limit]
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None

@@ -124,6 +124,19 @@ def parse(raw: bytes, source_ts: float, config: ParseConfig) -> Event | Rejected
     except orjson.JSONDecodeError as ex:
         reason = "not_utf8" if "UTF-8" in str(ex) else "not_json"
         return Rejected(reason, f"{reason}: {str(ex)[:200]}", raw, source_ts)
+    return check(obj, raw, source_ts, config)
+
+
+def check(obj: object, raw: bytes, source_ts: float, config: ParseConfig) -> Event | Rejected:
+    """Validate one decoded message ``obj`` (``raw``: its bytes, kept by a rejection).
+
+    :func:`parse` after decoding; ``POST /events`` calls it on each element of a JSON array.
+
+    >>> check({"user": "u1", "item": "i1", "type": "buy"}, b"", 1.0, ParseConfig()).reason
+    'bad_type'
+    >>> check([1], b"[1]", 1.0, ParseConfig()).detail
+    'expected a JSON object, got list'
+    """
     if not isinstance(obj, dict):
         return Rejected("not_object", f"expected a JSON object, got {type(obj).__name__}", raw, source_ts)
     user = _id(obj, "user", config.max_id_bytes)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import urllib.request
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 
 # Messages consumed, by outcome: applied to the model, or rejected to the
@@ -107,6 +107,26 @@ INDEX_BUILD_SECONDS = Histogram(
 )
 
 
+# `freshrec serve` (flows/api.py) exports its own registry at GET /metrics,
+# so its series never mix with a flow's (zero-valued flow series would).
+API_REGISTRY = CollectorRegistry(auto_describe=True)
+API_SECONDS = Histogram(
+    "freshrec_api_request_seconds",
+    "Time to answer one HTTP request, by route template",
+    ["route"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
+    registry=API_REGISTRY,
+)
+API_RESPONSES = Counter(
+    "freshrec_api_responses", "HTTP responses by route and status code", ["route", "code"], registry=API_REGISTRY
+)
+# Events posted to POST /events: accepted (produced to Kafka, acknowledged)
+# or rejected (reason = a code from operators.parse.REASONS, answered to the caller).
+API_EVENTS = Counter(
+    "freshrec_api_events", "Events posted to the HTTP API by outcome", ["outcome", "reason"], registry=API_REGISTRY
+)
+
+
 def serve(port: int, host: str = "127.0.0.1") -> None:
     """Expose ``/metrics`` on ``host:port`` (loopback by default)."""
     start_http_server(port, addr=host)
@@ -118,9 +138,14 @@ def scrape(port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> list[tup
     Used by the tests and ``freshrec bench`` to read a running flow.
     """
 
+    return scrape_url(f"http://{host}:{port}/metrics", timeout)
+
+
+def scrape_url(url: str, timeout: float = 2.0) -> list[tuple[str, dict[str, str], float]]:
+    """The samples of the ``/metrics`` endpoint at ``url``; [] if it does not answer."""
     try:
-        text = urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=timeout).read().decode()
-    except OSError:
+        text = urllib.request.urlopen(url, timeout=timeout).read().decode()
+    except (OSError, ValueError):
         return []
     return [(s.name, s.labels, s.value) for family in text_string_to_metric_families(text) for s in family.samples]
 

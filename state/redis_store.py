@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
@@ -167,15 +167,39 @@ def read_recs(
     neither key exists yet.
     """
     mine, popular = client.mget([user_key(namespace, user), popular_key(namespace)])
-    raw, source = (mine, "user") if mine is not None else (popular, "popular")
+    return pick(mine, popular, "user", k, exclude)
+
+
+def pick(
+    mine: bytes | str | None,
+    popular: bytes | str | None,
+    source: str,
+    k: int | None = None,
+    exclude: Iterable[str] = (),
+    keep: Callable[[str], bool] | None = None,
+) -> dict[str, Any]:
+    """The answer from two list values: ``mine`` if it exists (``"source": source``), else ``popular``.
+
+    Items in ``exclude`` or for which ``keep`` is false are left out, then the list is cut to ``k``.
+
+    >>> mine = payload(["a", "b", "c"], [3.0, 2.0, 1.0], 10.0, updated=11.0)
+    >>> pick(mine, None, "user", k=1, exclude=["a"])
+    {'items': ['b'], 'scores': [2.0], 'updated': 11.0, 'event_ts': 10.0, 'source': 'user'}
+    >>> pick(None, mine, "user", keep=lambda item: item != "b")["items"], pick(None, None, "user")["source"]
+    (['a', 'c'], 'none')
+    """
+    raw, source = (mine, source) if mine is not None else (popular, "popular")
     if raw is None:
         return {"items": [], "scores": [], "updated": None, "event_ts": None, "source": "none"}
     doc: dict[str, Any] = orjson.loads(raw)
     drop = set(exclude)
-    if drop:
-        keep = [n for n, item in enumerate(doc["items"]) if item not in drop]
-        doc["items"] = [doc["items"][n] for n in keep]
-        doc["scores"] = [doc["scores"][n] for n in keep]
+    if drop or keep is not None:
+        pairs = [
+            (item, score)
+            for item, score in zip(doc["items"], doc["scores"])
+            if item not in drop and (keep is None or keep(item))
+        ]
+        doc["items"], doc["scores"] = [p[0] for p in pairs], [p[1] for p in pairs]
     if k is not None:
         doc["items"], doc["scores"] = doc["items"][:k], doc["scores"][:k]
     doc["source"] = source

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from bench import services as services_sh
-from support import Flow
+from support import Flow, Server
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -111,3 +111,19 @@ def own_service(tmp_path):
     yield make
     for service in started:
         service.stop()
+
+
+@pytest.fixture
+def start_server(services, names):
+    """``start_server(*args)``: ``freshrec serve`` on this test's topic and namespace, stopped at the end."""
+    servers: list[Server] = []
+
+    def start(*extra: str, env: dict[str, str] | None = None) -> Server:
+        args = ["--topic", names["topic"], "--namespace", names["namespace"], *extra]
+        server = Server({**services, **(env or {})}, args)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

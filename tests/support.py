@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from bench.services import free_ports
+from bench.services import free_ports, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -91,11 +91,37 @@ class Flow:
         return Path(self.log.name).read_text()
 
     def stop(self, sig: int = 15) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
+        return stop_process(self.proc, sig)
+
+
+class Server:
+    """``freshrec serve`` as a subprocess (the real CLI) on a free port, ready when ``/healthz`` answers."""
+
+    def __init__(self, env: dict[str, str], args: list[str]) -> None:
+        self.port = free_ports(1)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tempfile.NamedTemporaryFile(prefix="freshrec-serve-", suffix=".log", delete=False)  # noqa: SIM115 (kept for output())
+        cmd = [sys.executable, "-m", "flows.cli", "serve", "--port", str(self.port), *args]
+        self.proc = subprocess.Popen(
+            cmd, env={**os.environ, **env}, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT
+        )
+        import httpx
+
+        self.http = httpx.Client(base_url=self.url, timeout=10.0)
+
+        def up() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"freshrec serve exited {self.proc.returncode}:\n{self.output()}")
             try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+                return self.http.get("/healthz").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(up, timeout=30)
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text()
+
+    def stop(self) -> int:
+        self.http.close()
+        return stop_process(self.proc)
