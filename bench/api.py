@@ -14,7 +14,8 @@ generator (``cargo install oha`` if it is missing):
   events/s acknowledged by Kafka, beside one kafka-python producer sending
   the same events directly (``acks=all``).
 
-Each pair is measured ``runs`` times; ratios are medians of the per-run ratios.
+With 1 and 2 worker processes (``--http-workers``). Each pair is measured
+``runs`` times; ratios are medians of the per-run ratios.
 """
 
 from __future__ import annotations
@@ -46,12 +47,13 @@ class ApiPlan:
     runs: int
     seconds: float
     rates: tuple[int, ...] = (1000, 5000)
+    workers: tuple[int, ...] = (1, 2)  # --http-workers
     users: int = 10_000
-    batch: int = 100
+    batch: int = 100  # events per POST (the body is made once)
 
     @classmethod
     def make(cls, quick: bool) -> ApiPlan:
-        return cls(runs=1, seconds=8.0) if quick else cls(runs=3, seconds=20.0)
+        return cls(runs=1, seconds=8.0) if quick else cls(runs=3, seconds=15.0)
 
 
 def _say(msg: str) -> None:
@@ -123,75 +125,91 @@ def _kafka_direct(brokers: str, topic: str, messages: list[tuple[bytes, bytes]],
     return rate
 
 
-def run_api(plan: ApiPlan, kafka: str, redis_url: str, workdir: Path) -> dict:
-    oha = oha_path()
-    tag = uuid.uuid4().hex[:8]
-    ns, topic = f"bapi{tag}", f"bench.api.{tag}"
+def _seed(redis_url: str, ns: str, users: int) -> list[str]:
+    """Lists of 20 items for ``users`` users and a popular list; the user keys."""
     store = redis.Redis.from_url(redis_url)
     items = [f"item-{i}" for i in range(5000)]
     rng = random.Random(7)
     now = time.time()
-    keys = [user_key(ns, f"u{u}") for u in range(plan.users)]
-    for lo in range(0, plan.users, 1000):
+    keys = [user_key(ns, f"u{u}") for u in range(users)]
+    for lo in range(0, users, 1000):
         store.mset(
             {
                 keys[u]: payload(rng.sample(items, 20), sorted((rng.random() for _ in range(20)), reverse=True), now)
-                for u in range(lo, min(lo + 1000, plan.users))
+                for u in range(lo, min(lo + 1000, users))
             }
         )
     store.set(popular_key(ns), payload(items[:20], [1.0] * 20, now))
-    port = free_ports(1)
-    log = tempfile.NamedTemporaryFile(prefix="freshrec-serve-", suffix=".log", delete=False, dir=workdir)  # noqa: SIM115
-    cmd = [sys.executable, "-m", "flows.cli", "serve", "--port", str(port), "--namespace", ns, "--topic", topic]
-    env = {**os.environ, "FRESHREC_KAFKA": kafka, "FRESHREC_REDIS_URL": redis_url}
-    server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=log)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_up(base, server)
-        body_path = workdir / "events-100.json"
-        batch = [{"user": f"u{rng.randrange(plan.users)}", "item": rng.choice(items)} for _ in range(plan.batch)]
-        body_path.write_bytes(orjson.dumps(batch))
-        httpx.post(base + "/events", content=body_path.read_bytes(), timeout=30).raise_for_status()  # topic made
-        width = len(str(plan.users - 1))
-        url = f"{base}/recommend/u[1-9][0-9]{{{width - 1}}}"  # u1000..u9999 of 10,000 users: all have lists
-        gets: dict[int, list[dict]] = {rate: [] for rate in plan.rates}
-        posts = []
-        for r in range(plan.runs):
-            for rate in plan.rates:
-                got = _oha(
-                    oha, ["-q", str(rate), "-c", "64", "--latency-correction", "--rand-regex-url", url], plan.seconds
-                )
-                api = {
-                    "p50_ms": _ms(got["latencyPercentiles"]["p50"]),
-                    "p99_ms": _ms(got["latencyPercentiles"]["p99"]),
-                    "achieved_rps": round(got["summary"]["requestsPerSec"]),
-                    "non_200": sum(n for code, n in got["statusCodeDistribution"].items() if code != "200"),
-                }
-                direct = _redis_paced(redis_url, keys, rate, plan.seconds)
-                gets[rate].append({"api": api, "redis": direct})
-                _say(f"run {r + 1}: GET /recommend at {rate}/s: api {api}, redis GET {direct}")
-            got = _oha(
-                oha,
-                ["-c", "32", "-m", "POST", "-D", str(body_path), "-T", "application/json", base + "/events"],
-                plan.seconds,
-            )
-            ok = got["statusCodeDistribution"].get("200", 0)
-            api_eps = ok * plan.batch / got["summary"]["total"]
-            messages = [(str(e["user"]).encode(), orjson.dumps(e)) for e in batch]
-            direct_eps = _kafka_direct(kafka, topic, messages, plan.seconds)
-            posts.append(
-                {
-                    "api_eps": round(api_eps),
-                    "direct_eps": round(direct_eps),
-                    "non_200": sum(n for code, n in got["statusCodeDistribution"].items() if code != "200"),
-                }
-            )
-            _say(f"run {r + 1}: POST /events x{plan.batch}: api {api_eps:,.0f} events/s, direct {direct_eps:,.0f}")
-    finally:
-        stop_process(server)
-        log.close()
-        store.close()
-    return _summary(plan, gets, posts)
+    store.close()
+    return keys
+
+
+def run_api(plan: ApiPlan, kafka: str, redis_url: str, workdir: Path) -> dict:
+    oha = oha_path()
+    tag = uuid.uuid4().hex[:8]
+    ns, topic = f"bapi{tag}", f"bench.api.{tag}"
+    keys = _seed(redis_url, ns, plan.users)
+    rng = random.Random(8)
+    batch = [
+        {"user": f"u{rng.randrange(plan.users)}", "item": f"item-{rng.randrange(5000)}"} for _ in range(plan.batch)
+    ]
+    body = workdir / "events-100.json"
+    body.write_bytes(orjson.dumps(batch))
+    messages = [(str(e["user"]).encode(), orjson.dumps(e)) for e in batch]
+    rows: dict[int, dict[str, list]] = {w: {"gets": [], "posts": []} for w in plan.workers}
+    for r in range(plan.runs):
+        for workers in plan.workers:
+            port = free_ports(1)
+            log = tempfile.NamedTemporaryFile(prefix="freshrec-serve-", suffix=".log", delete=False, dir=workdir)  # noqa: SIM115
+            cmd = [sys.executable, "-m", "flows.cli", "serve", "--port", str(port), "--http-workers", str(workers)]
+            cmd += ["--namespace", ns, "--topic", topic]
+            env = {**os.environ, "FRESHREC_KAFKA": kafka, "FRESHREC_REDIS_URL": redis_url}
+            server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=log)
+            base = f"http://127.0.0.1:{port}"
+            try:
+                _wait_up(base, server)
+                httpx.post(base + "/events", content=body.read_bytes(), timeout=30).raise_for_status()  # topic made
+                got = _one_run(plan, oha, base, redis_url, keys, kafka, topic, body, messages)
+            finally:
+                stop_process(server)
+                log.close()
+            rows[workers]["gets"].append(got["gets"])
+            rows[workers]["posts"].append(got["post"])
+            _say(f"run {r + 1}, {workers} worker(s): {got}")
+    return {"api": [_summary(plan, w, rows[w]["gets"], rows[w]["posts"]) for w in plan.workers]}
+
+
+def _one_run(
+    plan: ApiPlan,
+    oha: str,
+    base: str,
+    redis_url: str,
+    keys: list[str],
+    kafka: str,
+    topic: str,
+    body: Path,
+    messages: list[tuple[bytes, bytes]],
+) -> dict:
+    width = len(str(plan.users - 1))
+    url = f"{base}/recommend/u[1-9][0-9]{{{width - 1}}}"  # u1000..u9999 of 10,000 users: all have lists
+    gets = {}
+    for rate in plan.rates:
+        got = _oha(oha, ["-q", str(rate), "-c", "64", "--latency-correction", "--rand-regex-url", url], plan.seconds)
+        api = {
+            "p50_ms": _ms(got["latencyPercentiles"]["p50"]),
+            "p99_ms": _ms(got["latencyPercentiles"]["p99"]),
+            "achieved_rps": round(got["summary"]["requestsPerSec"]),
+            "non_200": sum(n for code, n in got["statusCodeDistribution"].items() if code != "200"),
+        }
+        gets[rate] = {"api": api, "redis": _redis_paced(redis_url, keys, rate, plan.seconds)}
+    posting = ["-c", "32", "-m", "POST", "-D", str(body), "-T", "application/json", base + "/events"]
+    got = _oha(oha, posting, plan.seconds)
+    post = {
+        "api_eps": round(got["statusCodeDistribution"].get("200", 0) * plan.batch / got["summary"]["total"]),
+        "direct_eps": round(_kafka_direct(kafka, topic, messages, plan.seconds)),
+        "non_200": sum(n for code, n in got["statusCodeDistribution"].items() if code != "200"),
+    }
+    return {"gets": gets, "post": post}
 
 
 def _wait_up(base: str, server: subprocess.Popen) -> None:
@@ -208,10 +226,11 @@ def _wait_up(base: str, server: subprocess.Popen) -> None:
     raise RuntimeError("freshrec serve did not answer /healthz within 30 s")
 
 
-def _summary(plan: ApiPlan, gets: dict[int, list[dict]], posts: list[dict]) -> dict:
+def _summary(plan: ApiPlan, workers: int, gets: list[dict[int, dict]], posts: list[dict]) -> dict:
     med = statistics.median
     rows = []
-    for rate, runs in gets.items():
+    for rate in plan.rates:
+        runs = [g[rate] for g in gets]
         rows.append(
             {
                 "rate": rate,
@@ -227,8 +246,9 @@ def _summary(plan: ApiPlan, gets: dict[int, list[dict]], posts: list[dict]) -> d
             }
         )
     return {
-        "api_get": rows,
-        "api_post": {
+        "workers": workers,
+        "get": rows,
+        "post": {
             "batch": plan.batch,
             "api_eps": med(p["api_eps"] for p in posts),
             "direct_eps": med(p["direct_eps"] for p in posts),
@@ -236,6 +256,6 @@ def _summary(plan: ApiPlan, gets: dict[int, list[dict]], posts: list[dict]) -> d
             "non_200": sum(p["non_200"] for p in posts),
             "runs_api_eps": [p["api_eps"] for p in posts],
         },
-        "api_runs": plan.runs,
-        "api_seconds": plan.seconds,
+        "runs": plan.runs,
+        "seconds": plan.seconds,
     }

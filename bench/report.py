@@ -238,34 +238,35 @@ def _scale_lines(sc: dict) -> list[str]:
     ]
 
 
-def _api_lines(api: dict) -> list[str]:
-    post = api["api_post"]
+def _api_lines(rows: list[dict]) -> list[str]:
     lines = [
         (
-            f"HTTP API (bench/api.py): `freshrec serve` (one uvicorn process), load from oha with latency "
-            f"correction, beside a paced redis-py GET of the same keys; {api['api_runs']} run(s) of "
-            f"{api['api_seconds']:.0f} s, medians."
+            f"HTTP API (bench/api.py): `freshrec serve --http-workers N`, load from oha with latency correction, "
+            f"beside a paced redis-py GET of the same keys; {rows[0]['runs']} run(s) of {rows[0]['seconds']:.0f} s "
+            "per figure, medians."
         ),
         "",
-        "| GET /recommend at | API p50 / p99 (ms) | achieved | direct Redis GET p50 / p99 (ms) | p99 ratio |",
-        "|---|---|---|---|---|",
+        "| workers | GET /recommend at | API p50 / p99 (ms), p99 per run | achieved | direct Redis GET p50 / p99 (ms) "
+        "| p99 ratio |",
+        "|---|---|---|---|---|---|",
     ]
-    lines += [
-        f"| {r['rate']:,}/s | {r['api_p50_ms']} / {r['api_p99_ms']} (runs {r['runs_api_p99_ms']}) | "
-        f"{r['api_achieved_rps']:,}/s, {r['api_non_200']} non-200 | {r['redis_p50_ms']} / {r['redis_p99_ms']} | "
-        f"{r['p99_ratio']}x |"
-        for r in api["api_get"]
-    ]
-    lines += [
-        "",
-        (
-            f"POST /events in batches of {post['batch']} (32 connections): {post['api_eps']:,} events/s acknowledged "
-            f"(runs {post['runs_api_eps']}, {post['non_200']} non-200), one kafka-python producer sending the same "
-            f"events directly {post['direct_eps']:,} events/s ({post['ratio']}x)."
-        ),
-        "",
-    ]
-    return lines
+    for w in rows:
+        lines += [
+            f"| {w['workers']} | {r['rate']:,}/s | {r['api_p50_ms']} / {r['api_p99_ms']} ({r['runs_api_p99_ms']}) | "
+            f"{r['api_achieved_rps']:,}/s, {r['api_non_200']} non-200 | {r['redis_p50_ms']} / {r['redis_p99_ms']} | "
+            f"{r['p99_ratio']}x |"
+            for r in w["get"]
+        ]
+    lines.append("")
+    for w in rows:
+        post = w["post"]
+        lines.append(
+            f"POST /events, {w['workers']} worker(s), batches of {post['batch']} (32 connections): "
+            f"{post['api_eps']:,} events/s acknowledged (runs {post['runs_api_eps']}, {post['non_200']} non-200); "
+            f"one kafka-python producer sending the same events directly {post['direct_eps']:,} events/s "
+            f"({post['ratio']}x)."
+        )
+    return [*lines, ""]
 
 
 def print_summary(res: dict) -> None:
@@ -308,15 +309,15 @@ def print_summary(res: dict) -> None:
             f"({sc['scale_ratio']}x); hit-rate@10 {sc['hit_rate_at_10']}; single writer "
             f"{sc['single_writer_ceiling_eps']:,} events/s; with state: {sc['freshness_recovery_ms']}"
         )
-    if "api" in res:
-        for r in res["api"]["api_get"]:
+    for w in res.get("api", []):
+        for r in w["get"]:
             print(
-                f"  GET /recommend  @{r['rate']:,}/s p50 {r['api_p50_ms']} / p99 {r['api_p99_ms']} ms "
-                f"(achieved {r['api_achieved_rps']:,}/s); direct Redis GET p50 {r['redis_p50_ms']} / "
-                f"p99 {r['redis_p99_ms']} ms"
+                f"  GET /recommend  {w['workers']} worker(s) @{r['rate']:,}/s p50 {r['api_p50_ms']} / p99 "
+                f"{r['api_p99_ms']} ms (achieved {r['api_achieved_rps']:,}/s); direct Redis GET p50 "
+                f"{r['redis_p50_ms']} / p99 {r['redis_p99_ms']} ms"
             )
-        post = res["api"]["api_post"]
+        post = w["post"]
         print(
-            f"  POST /events    {post['api_eps']:,} events/s (batches of {post['batch']}); "
+            f"  POST /events    {w['workers']} worker(s) {post['api_eps']:,} events/s (batches of {post['batch']}); "
             f"direct {post['direct_eps']:,}"
         )

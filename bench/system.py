@@ -124,7 +124,7 @@ def run_bench(
         if only in ("", "core"):
             res.update(_stages(plan, kafka, redis_url, workdir))
         if only in ("", "api"):
-            res["api"] = run_api(ApiPlan.make(quick), kafka, redis_url, workdir)
+            res.update(run_api(ApiPlan.make(quick), kafka, redis_url, workdir))
     finally:
         if own:
             services.stop(workdir)
@@ -142,7 +142,7 @@ def run_bench(
         if "scale" in res:
             doc.update(res["scale"])
         if "api" in res:
-            doc.update(res["api"])
+            doc["api"] = res["api"]
         print(orjson.dumps(doc).decode())
     return 0
 

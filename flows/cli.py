@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -178,11 +179,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     try:
         s = Settings.from_args(args)
-        app = create_app(s)
+        create_app(s)  # a bad setting fails here, in one line, before any worker starts
     except (ValueError, OSError) as ex:
         return _fail(str(ex))
-    # No access log: a line per request would cost more than the request (metrics count them instead).
-    uvicorn.run(app, host=s.host, port=s.port, access_log=False, log_level="warning", loop="uvloop", http="httptools")
+    # Each worker process makes its app from the environment (uvicorn's factory), so flags become FRESHREC_*.
+    os.environ.update(s.to_env())
+    uvicorn.run(
+        "flows.api:from_env",
+        factory=True,
+        host=s.host,
+        port=s.port,
+        workers=s.http_workers,
+        access_log=False,  # a line per request would cost more than the request; metrics count them instead
+        proxy_headers=False,
+        log_level="warning",
+        loop="uvloop",
+        http="httptools",
+    )
     return 0
 
 

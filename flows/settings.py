@@ -101,6 +101,9 @@ class Settings:
     )
     host: str = field(default="127.0.0.1", metadata={"help": "address `freshrec serve` listens on"})
     port: int = field(default=8000, metadata={"help": "port of `freshrec serve` (HTTP API and console)"})
+    http_workers: int = field(
+        default=1, metadata={"help": "processes of `freshrec serve` sharing the port (uvicorn workers)"}
+    )
     api_keys_file: str = field(
         default="", metadata={"help": "file of API keys, one 'KEY [NAME]' per line; empty: no keys, no auth"}
     )
@@ -116,7 +119,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         positive = ("k", "workers", "processes", "max_batch", "max_message_bytes", "max_id_bytes", "partitions")
-        for name in (*positive, "port", "max_body_bytes"):
+        for name in (*positive, "port", "http_workers", "max_body_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{_env(name)}={getattr(self, name)} must be >= 1")
         if self.api_reads not in ("open", "key"):
@@ -206,6 +209,21 @@ class Settings:
                 model.append((name, _convert(_env(MODEL_PREFIX + name), type(f.default), raw)))
         return cls(**values, model=tuple(model))
 
+    def to_env(self) -> dict[str, str]:
+        """The ``FRESHREC_*`` variables that give these settings (those not at their default), for child processes.
+
+        >>> Settings(port=9000).to_env()
+        {'FRESHREC_PORT': '9000'}
+        """
+        env = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name != "model" and value != f.default:
+                env[_env(f.name)] = str(value)
+        for name, value in self.model:
+            env[_env(MODEL_PREFIX + name)] = str(value)
+        return env
+
     @classmethod
     def add_arguments(
         cls, parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None, exclude: tuple[str, ...] = ()
@@ -246,7 +264,9 @@ class Settings:
         return replace(base, **given, model=tuple(model.items()))
 
 
-SERVE_ONLY = ("items_topic", "host", "port", "api_keys_file", "api_reads", "max_body_bytes", "flow_metrics")
+SERVE_ONLY = (
+    *("items_topic", "host", "port", "http_workers", "api_keys_file", "api_reads", "max_body_bytes", "flow_metrics"),
+)
 """Settings of ``freshrec serve`` alone (``freshrec run`` has no such flags)."""
 SERVE = (
     *("kafka", "topic", "kafka_config", "kafka_config_file", "partitions", "redis_url", "namespace"),

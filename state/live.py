@@ -1,7 +1,7 @@
 """The console's live figures, from the flow's ``/metrics`` endpoints.
 
 :class:`LiveStats` scrapes every endpoint of the flow (one per process)
-at most once a second, sums them, and keeps a rolling history of points:
+once a second while the console is open, sums them, and keeps a rolling history of points:
 events/s, freshness p50/p99 over the last 10 seconds (from the histogram
 buckets, as PromQL's ``histogram_quantile`` does), consumer lag and
 hit-rate@10 over the last minute.
@@ -89,6 +89,29 @@ class LiveStats:
         self._points: deque[_Point] = deque(maxlen=history)
         self._series: deque[dict[str, Any]] = deque(maxlen=history)
         self._lock = threading.Lock()
+        self._watched_until = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, name="live-stats", daemon=True)
+
+    def start(self) -> None:
+        """Scrape every second in a thread while someone watches (:meth:`series` was called in the last 30 s).
+
+        Every process of ``freshrec serve`` then holds the same history, whichever one answers.
+        """
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _follow(self) -> None:
+        while not self._stop.wait(1.0):
+            if time.monotonic() < self._watched_until:
+                self.update()
+
+    def series(self) -> list[dict[str, Any]]:
+        """The history (scraped now if there is none yet), oldest first; keeps the scraping on for 30 s."""
+        self._watched_until = time.monotonic() + 30.0
+        return self.update() if not self._series else list(self._series)
 
     def update(self, now: float | None = None) -> list[dict[str, Any]]:
         """Scrape if the newest point is a second old or more; the history, oldest first."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
 import pytest
 from kafka import KafkaConsumer
@@ -109,7 +111,7 @@ def test_reads_come_from_redis_with_the_popular_fallback_and_request_time_exclus
 
 def test_an_event_posted_over_http_reaches_the_users_list(start_flow, start_server):
     flow = start_flow()
-    server = start_server()
+    server = start_server("--flow-metrics", f"http://127.0.0.1:{flow.metrics_port}/metrics")
     warm = [{"user": f"w{n % 20}", "item": f"i{n % 37}", "ts": 1_700_000_000 + n} for n in range(400)]
     assert server.http.post("/events", content=orjson.dumps(warm)).json()["accepted"] == 400
     wait_for(lambda: flow.metric("freshrec_events_total", {"outcome": "applied"}) >= 400, timeout=60)
@@ -208,3 +210,19 @@ def test_the_catalogue_filters_answers_by_availability_and_category(
     producer.flush()
     assert wait_for(lambda: server.http.get("/recommend/u").json()["items"] == ["c", "d", "e"], timeout=10)
     assert server.http.get("/recommend/u", params={"category": "Comedy", "k": 1}).json()["items"] == ["c"]
+
+
+def test_several_worker_processes_share_the_port(start_server, redis_client, names):
+    redis_client.set(popular_key(names["namespace"]), payload(["p"], [1.0], 1.0, updated=2.0))
+    server = start_server("--http-workers", "2", "--api-reads", "open")
+    children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children")
+
+    def workers() -> list[str]:  # uvicorn's worker processes (multiprocessing's resource tracker aside)
+        pids = children.read_text().split()
+        return [p for p in pids if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+
+    assert len(wait_for(lambda: len(w := workers()) >= 2 and w, 20)) == 2
+    answers = {server.http.get("/recommend/anyone").json()["items"][0] for _ in range(20)}
+    assert answers == {"p"}
+    assert server.http.post("/events", json={"user": "u", "item": "i"}).json()["accepted"] == 1
+    assert server.stop() == 0
