@@ -141,7 +141,8 @@ def create_app(s: Settings) -> FastAPI:
             )
         return catalogue.keep(category)
 
-    def authorize(credentials: HTTPAuthorizationCredentials | None) -> None:
+    # async: a plain def dependency would run in a worker thread, a thread hop per request.
+    async def require_key(credentials: Creds) -> None:
         if credentials is None:
             raise HTTPException(
                 401, "an API key is needed: send 'Authorization: Bearer KEY'", headers={"WWW-Authenticate": "Bearer"}
@@ -150,13 +151,6 @@ def create_app(s: Settings) -> FastAPI:
         if not any(hmac.compare_digest(token, key) for key in keys):
             log.warning("request with an unknown API key refused (403)")
             raise HTTPException(403, "this API key is not valid")
-
-    # async: a plain def dependency would run in a worker thread, a thread hop per request.
-    async def reader(credentials: Creds) -> None:
-        authorize(credentials)
-
-    async def writer(credentials: Creds) -> None:
-        authorize(credentials)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):  # type: ignore[no-untyped-def]
@@ -195,8 +189,8 @@ def create_app(s: Settings) -> FastAPI:
     )
     app.add_middleware(_Timing)
     # Open reads have no dependency at all (the cheapest request FastAPI can answer).
-    Read = [Depends(reader)] if keys and s.api_reads == "key" else []
-    Write = [Depends(writer)] if keys else []
+    Read = [Depends(require_key)] if keys and s.api_reads == "key" else []
+    Write = [Depends(require_key)] if keys else []
 
     async def mget(*names: str) -> list[bytes | str | None]:
         try:
