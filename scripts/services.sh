@@ -25,11 +25,7 @@ die() { echo "services.sh: $*" >&2; exit 1; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 install_redis() {
-  command -v redis-server >/dev/null && return
-  command -v apt-get >/dev/null || die "redis-server is missing and there is no apt-get: install Redis (>= 6)"
-  echo "services.sh: installing redis-server (apt)" >&2
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) >/dev/null \
-    || die "apt-get install redis-server failed"
+  "$here/need.sh" redis-server=redis-server redis-cli=redis-tools >/dev/null || die "Redis (>= 6) is needed"
 }
 
 install_kafka() {

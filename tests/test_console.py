@@ -25,7 +25,10 @@ def browser() -> Iterator:
     from selenium.webdriver.chrome.service import Service
 
     paths = subprocess.run(
-        [str(ROOT / "scripts" / "browser.sh")], check=True, capture_output=True, text=True
+        [str(ROOT / "scripts" / "need.sh"), "chromium=chromium", "chromedriver=chromium-driver"],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.split()
     options = webdriver.ChromeOptions()
     options.binary_location = paths[0]
