@@ -32,6 +32,12 @@ def wait_for(check: Callable[[], T], timeout: float = 20.0, every: float = 0.1) 
         time.sleep(every)
 
 
+def need(*pairs: str) -> list[str]:
+    """Paths of the commands of ``COMMAND=DEBIAN_PACKAGE`` pairs, installed if missing (scripts/need.sh)."""
+    got = subprocess.run([str(ROOT / "scripts" / "need.sh"), *pairs], check=True, capture_output=True, text=True)
+    return got.stdout.split()
+
+
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     """``freshrec ARGS`` (the real CLI) to completion, output captured."""
     return subprocess.run(

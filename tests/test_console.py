@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from support import ROOT, wait_for
+from support import ROOT, need, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -24,12 +23,7 @@ def browser() -> Iterator:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    paths = subprocess.run(
-        [str(ROOT / "scripts" / "need.sh"), "chromium=chromium", "chromedriver=chromium-driver"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()
+    paths = need("chromium=chromium", "chromedriver=chromium-driver")
     options = webdriver.ChromeOptions()
     options.binary_location = paths[0]
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):

@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 
 from bench.services import free_ports, stop_process
 from state import metrics
-from support import ROOT, wait_for
+from support import ROOT, need, wait_for
 
 PROMETHEUS = ROOT / "deploy" / "prometheus"
 DASHBOARD = ROOT / "deploy" / "grafana" / "freshrec.json"
@@ -20,13 +20,8 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "freshrec.json"
 
 @pytest.fixture(scope="module")
 def prometheus_bin() -> tuple[str, str]:
-    paths = subprocess.run(
-        [str(ROOT / "scripts" / "need.sh"), "prometheus=prometheus", "promtool=prometheus"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()
-    return paths[0], paths[1]
+    prometheus, promtool = need("prometheus=prometheus", "promtool=prometheus")
+    return prometheus, promtool
 
 
 def _alert_exprs() -> list[str]:
