@@ -23,7 +23,7 @@ from river import optim, reco
 
 from models.arrays import grow
 from models.event import Event
-from operators.parse import ParseConfig, parse
+from operators.parse import ParseConfig, Rejected, parse
 from state import metrics
 from state.keys import user_key
 from state.redis_store import connect, payload
@@ -43,8 +43,10 @@ def run(kafka: str, topic: str, redis_url: str, namespace: str, k: int = 20, n_f
     for msg in consumer:
         sent = msg.timestamp / 1000.0
         ev = parse(msg.value, sent, config)
-        if not isinstance(ev, Event):
+        if isinstance(ev, Rejected):
             metrics.EVENTS.labels("rejected", ev.reason).inc()
+            continue
+        if not isinstance(ev, Event):  # an impression: nothing to learn
             continue
         model.learn_one(ev.user, ev.item, 1.0)
         i = items.setdefault(ev.item, len(items))

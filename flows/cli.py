@@ -1,4 +1,4 @@
-"""The ``freshrec`` command: demo, run, serve, catalogue, recs, eval, replay, bench."""
+"""The ``freshrec`` command: demo, run, serve, catalogue, report, recs, eval, replay, bench."""
 
 from __future__ import annotations
 
@@ -27,6 +27,9 @@ EXAMPLES = {
     "  curl -s localhost:8000/recommend/42?k=5; open http://127.0.0.1:8000/ for the console",
     "catalogue": "freshrec catalogue load ../shared/data/ml-latest-small/movies.csv --kafka 127.0.0.1:9092\n"
     "  freshrec catalogue load items.jsonl --items-topic shop.items",
+    "report": "freshrec report --data events.jsonl --by day,list --plot bench/out/report.png\n"
+    "  freshrec report --kafka 127.0.0.1:9092 --topic freshrec.events --since 2026-12-01 --by list,category "
+    "--items movies.csv --json",
     "recs": "freshrec recs 42 --k 10 --redis-url redis://127.0.0.1:6379/0",
     "eval": "freshrec eval --data ../shared/data/ml-latest-small/ratings.csv --json",
     "bench": "freshrec bench --quick --json      # starts Kafka and Redis itself\n"
@@ -215,6 +218,43 @@ def cmd_catalogue(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Impressions, click-through, conversion and coverage of what was shown, from a log or a topic."""
+    from flows.report import ReportError, plot, read_topic, report, table, when
+    from operators.catalogue import parse_item, read_file
+    from operators.datasets import DataError, jsonl_records
+    from operators.kafka_io import ServiceError
+    from operators.parse import Rejected
+
+    if bool(args.data) == bool(args.kafka):
+        return _fail("report reads either --data LOG or --kafka HOST:PORT --topic T")
+    try:
+        since, until = when(args.since), when(args.until)
+        categories: dict[str, str] = {}
+        if args.items:
+            for row in read_file(args.items):
+                got = parse_item(None, orjson.dumps(row) if isinstance(row, dict) else row.encode())
+                if not isinstance(got, Rejected):
+                    categories[got.item] = got.category
+        by = tuple(g for g in args.by.split(",") if g)
+        if args.data:
+            records = jsonl_records(args.data)
+        else:
+            s = Settings.from_args(args)
+            records = read_topic(s.kafka, s.topic, since, until, s.kafka_extra())
+        doc = report(records, by, args.attribution_window, categories, len(categories) or None, since, until)
+    except (ReportError, DataError, ServiceError, OSError, ValueError) as ex:
+        return _fail(str(ex))
+    print(table(doc))
+    print(f"({doc['records']:,} records, attribution window {doc['window_s']:.0f} s, {doc['seconds']} s)")
+    if args.plot:
+        plot(doc, args.plot)
+        print(f"plot: {args.plot}")
+    if args.json:
+        print(orjson.dumps(doc).decode())
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from flows.demo import run_demo
 
@@ -297,6 +337,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("load",))
     p.add_argument("path", help="CSV with a header (item or movieId, title, category, tags or genres) or JSONL")
     Settings.add_arguments(p, only=("kafka", "items_topic", "kafka_config", "kafka_config_file"))
+
+    p = add("report", cmd_report, "What recommendations earned: impressions, CTR, conversion, value, coverage.")
+    p.add_argument("--data", help="a JSONL log of events and impressions")
+    p.add_argument("--kafka", help="read the topic on this broker instead (HOST:PORT)")
+    p.add_argument("--since", help="from this time (seconds since the epoch, or ISO: 2026-12-01, 2026-12-01T10:00)")
+    p.add_argument("--until", help="up to this time (excluded)")
+    p.add_argument("--by", default="list", help="groups, comma-separated: day, list, category (default list)")
+    p.add_argument("--items", help="catalogue file (CSV or JSONL, as `freshrec catalogue load`) for categories")
+    p.add_argument(
+        "--attribution-window", type=float, default=1800.0, help="seconds from an impression to a credited click"
+    )
+    p.add_argument("--json", action="store_true", help="last line: the report as one JSON object")
+    p.add_argument("--plot", help="PNG of click-through by group")
+    Settings.add_arguments(p, only=("topic", "kafka_config", "kafka_config_file"))
 
     p = add("recs", cmd_recs, "Print what an app reads for USER (popular list for an unknown user).")
     p.add_argument("user")

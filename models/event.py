@@ -1,4 +1,4 @@
-"""The unit of learning: one validated interaction."""
+"""The units of input: a validated interaction (learned) and an impression (what was shown; not learned)."""
 
 from __future__ import annotations
 
@@ -32,3 +32,32 @@ class Event(NamedTuple):
     ts: float
     source_ts: float
     value: float | None = None
+
+
+LISTS = ("user", "similar", "popular")
+"""Which list an impression showed: a user's list, an item's similar items, or the popular list."""
+
+
+class Impression(NamedTuple):
+    """Items shown to a user in one list (event type ``impression``); the analytics attribute clicks to it.
+
+    Attributes
+    ----------
+    user
+        External id.
+    items
+        The items shown, in order.
+    list_kind
+        One of :data:`LISTS`.
+    ts, source_ts
+        As in :class:`Event`.
+    context
+        The producer's ``context`` field (a page, a placement), if any.
+    """
+
+    user: str
+    items: tuple[str, ...]
+    list_kind: str
+    ts: float
+    source_ts: float
+    context: str | None = None

@@ -11,7 +11,7 @@ import csv
 from collections.abc import Iterator
 from pathlib import Path
 
-from models.event import Event
+from models.event import Event, Impression
 from operators.parse import ParseConfig, Rejected, parse
 
 FORMATS = ("auto", "movielens", "csv", "jsonl")
@@ -58,6 +58,15 @@ def iter_events(path: str | Path, fmt: str = "auto") -> Iterator[Event]:
 
 
 def _jsonl(path: Path) -> Iterator[Event]:
+    # Impressions are for `freshrec report`; there is nothing in them to learn.
+    return (r for r in jsonl_records(path) if isinstance(r, Event))
+
+
+def jsonl_records(path: str | Path) -> Iterator[Event | Impression]:
+    """The events and impressions of a JSONL log (``ts`` required), in file order; raises :class:`DataError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
     config = ParseConfig()
     with open(path, "rb") as f:
         for n, raw in enumerate(f, 1):

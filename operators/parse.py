@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import orjson
 
-from models.event import Event
+from models.event import LISTS, Event, Impression
 
 REASONS = (
     "too_large",
@@ -28,9 +28,13 @@ REASONS = (
     "bad_type",
     "bad_value",
     "bad_ts",
+    "bad_items",
+    "bad_list",
 )
 """Every reason code a rejection can carry."""
 
+MAX_SHOWN = 100
+"""Most items in one impression."""
 _TS_MAX = 4102444800.0  # 2100-01-01: a larger ts is almost surely milliseconds
 DEFAULT_WEIGHTS = {"view": 1.0, "click": 2.0, "cart": 3.0, "purchase": 5.0, "rating": 1.0}
 """Learning weight of each event type (``--weights`` and the ``[weights]`` table of ``--config`` change them)."""
@@ -92,7 +96,7 @@ def _id(obj: dict, name: str, limit: int) -> str | tuple[str, str]:
     return f"bad_{name}", f"{name} must be a string or an integer, got {type(value).__name__}"
 
 
-def parse(raw: bytes, source_ts: float, config: ParseConfig) -> Event | Rejected:
+def parse(raw: bytes, source_ts: float, config: ParseConfig) -> Event | Impression | Rejected:
     """Validate one message.
 
     Parameters
@@ -127,7 +131,7 @@ def parse(raw: bytes, source_ts: float, config: ParseConfig) -> Event | Rejected
     return check(obj, raw, source_ts, config)
 
 
-def check(obj: object, raw: bytes, source_ts: float, config: ParseConfig) -> Event | Rejected:
+def check(obj: object, raw: bytes, source_ts: float, config: ParseConfig) -> Event | Impression | Rejected:
     """Validate one decoded message ``obj`` (``raw``: its bytes, kept by a rejection).
 
     :func:`parse` after decoding; ``POST /events`` calls it on each element of a JSON array.
@@ -142,6 +146,8 @@ def check(obj: object, raw: bytes, source_ts: float, config: ParseConfig) -> Eve
     user = _id(obj, "user", config.max_id_bytes)
     if isinstance(user, tuple):
         return Rejected(user[0], user[1], raw, source_ts)
+    if obj.get("type") == "impression":
+        return _impression(obj, user, raw, source_ts, config)
     item = _id(obj, "item", config.max_id_bytes)
     if isinstance(item, tuple):
         return Rejected(item[0], item[1], raw, source_ts)
@@ -159,11 +165,47 @@ def check(obj: object, raw: bytes, source_ts: float, config: ParseConfig) -> Eve
             if value <= 0:
                 return Rejected("bad_value", f"value of a {kind} must be > 0, got {value}", raw, source_ts)
             weight *= min(value, 100.0)
+    ts = _ts(obj, raw, source_ts)
+    if isinstance(ts, Rejected):
+        return ts
+    return Event(user, item, kind, weight, ts, source_ts, value)
+
+
+def _ts(obj: dict, raw: bytes, source_ts: float) -> float | Rejected:
     ts = obj.get("ts")
     if ts is None:
-        ts = source_ts
-    elif _bad_number(ts) or not 0 < ts < _TS_MAX:
+        return source_ts
+    if _bad_number(ts) or not 0 < ts < _TS_MAX:
         return Rejected(
             "bad_ts", f"ts must be seconds since the epoch before 2100, got {repr(ts)[:64]}", raw, source_ts
         )
-    return Event(user, item, kind, weight, float(ts), source_ts, value)
+    return float(ts)
+
+
+def _impression(obj: dict, user: str, raw: bytes, source_ts: float, config: ParseConfig) -> Impression | Rejected:
+    """``{"user", "type": "impression", "items": [...], "list": "user"|"similar"|"popular", "ts"?, "context"?}``.
+
+    >>> _impression({"items": ["a", 7], "list": "user"}, "u", b"", 1.0, ParseConfig())
+    Impression(user='u', items=('a', '7'), list_kind='user', ts=1.0, source_ts=1.0, context=None)
+    >>> _impression({"items": [], "list": "user"}, "u", b"", 1.0, ParseConfig()).reason
+    'bad_items'
+    """
+    shown = obj.get("items")
+    if not isinstance(shown, list) or not 0 < len(shown) <= MAX_SHOWN:
+        return Rejected("bad_items", f"items must be a list of 1 to {MAX_SHOWN} item ids", raw, source_ts)
+    items = []
+    for n, value in enumerate(shown):
+        got = _id({"item": value}, "item", config.max_id_bytes)
+        if isinstance(got, tuple):
+            return Rejected("bad_items", f"items[{n}]: {got[1]}", raw, source_ts)
+        items.append(got)
+    kind = obj.get("list")
+    if kind not in LISTS:
+        return Rejected("bad_list", f"list {repr(kind)[:64]} is not one of {list(LISTS)}", raw, source_ts)
+    context = obj.get("context")
+    if context is not None and not isinstance(context, str):
+        return Rejected("bad_value", f"context must be a string, got {type(context).__name__}", raw, source_ts)
+    ts = _ts(obj, raw, source_ts)
+    if isinstance(ts, Rejected):
+        return ts
+    return Impression(user, tuple(items), str(kind), ts, source_ts, context)

@@ -15,7 +15,7 @@ import numpy as np
 from bytewax.operators import StatefulBatchLogic
 
 from models.config import ModelConfig
-from models.event import Event
+from models.event import Event, Impression
 from models.users import LearnBatch, UserTable, UserView
 from operators.parse import Message, ParseConfig, parse
 from operators.routing import shard_of
@@ -53,13 +53,21 @@ def _events(users, items, kinds, weights, ts, source_ts, values) -> EventBatch: 
 
 
 def route(messages: list[Message], config: ParseConfig, keys: list[str], bounds: list[float]) -> list[object]:
-    """Parse a batch of messages: the rejected ones, then one ``(shard key, EventBatch)`` per shard reached."""
+    """Parse a batch of messages: the rejected ones, then one ``(shard key, EventBatch)`` per shard reached.
+
+    Impressions are counted (``freshrec_impressions_total``, items shown, and
+    ``freshrec_events_total{outcome="impression"}``) and go no further: the
+    model learns from interactions only.
+    """
     out: list[object] = []
     shards: dict[int, list[Event]] = {}
     for m in messages:
         got = parse(m.value, m.ts, config)
         if isinstance(got, Event):
             shards.setdefault(shard_of(got.user, bounds), []).append(got)
+        elif isinstance(got, Impression):
+            metrics.IMPRESSIONS.labels(got.list_kind).inc(len(got.items))
+            metrics.EVENTS.labels("impression", "").inc()
         else:
             out.append(got)
     out += [(keys[shard], EventBatch(events)) for shard, events in shards.items()]

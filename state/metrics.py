@@ -11,10 +11,14 @@ import urllib.request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 
-# Messages consumed, by outcome: applied to the model, or rejected to the
-# dead-letter topic (reason = a code from operators.parse.REASONS).
-# applied + rejected == consumed, always.
+# Messages consumed, by outcome: applied to the model, an impression
+# (counted, not learned), or rejected to the dead-letter topic (reason = a
+# code from operators.parse.REASONS). applied + impression + rejected ==
+# consumed, always.
 EVENTS = Counter("freshrec_events", "Event messages by outcome", ["outcome", "reason"])
+# Items shown in impression events, by list (user, similar, popular): the
+# denominator of click-through (README, "Analytics").
+IMPRESSIONS = Counter("freshrec_impressions", "Items shown, from impression events", ["list"])
 
 # Seconds from an event's Kafka timestamp to the Redis write of its user's list.
 FRESHNESS = Histogram(

@@ -226,3 +226,22 @@ def test_several_worker_processes_share_the_port(start_server, redis_client, nam
     assert answers == {"p"}
     assert server.http.post("/events", json={"user": "u", "item": "i"}).json()["accepted"] == 1
     assert server.stop() == 0
+
+
+def test_impressions_are_counted_by_the_flow_and_not_learned(start_flow, start_server):
+    flow = start_flow()
+    server = start_server()
+    shown = [
+        {"user": "u1", "type": "impression", "items": ["a", "b", "c"], "list": "user"},
+        {"user": "u2", "type": "impression", "items": ["a"], "list": "popular", "context": "home"},
+        {"user": "u2", "type": "impression", "items": [], "list": "popular"},
+        {"user": "u1", "item": "b", "type": "click"},
+    ]
+    got = server.http.post("/events", content=orjson.dumps(shown)).json()
+    assert got["accepted"] == 3 and [r["reason_code"] for r in got["rejected"]] == ["bad_items"]
+    wait_for(lambda: flow.metric("freshrec_events_total", {"outcome": "applied"}) >= 1, timeout=60)
+    wait_for(lambda: flow.metric("freshrec_events_total", {"outcome": "impression"}) >= 2, timeout=10)
+    assert flow.metric("freshrec_impressions_total", {"list": "user"}) == 3
+    assert flow.metric("freshrec_impressions_total", {"list": "popular"}) == 1
+    assert flow.metric("freshrec_events_total", {"outcome": "applied"}) == 1  # only the click is learned
+    assert flow.metric("freshrec_model_events") == 1

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.event import Event
+from models.event import LISTS, Event, Impression
 from operators.parse import REASONS, ParseConfig, Rejected, parse
 
 CFG = ParseConfig()
@@ -19,6 +19,11 @@ TS = 1_700_000_000.0
 def test_valid_event_with_defaults() -> None:
     ev = parse(b'{"user": "alice", "item": 42}', TS, CFG)
     assert ev == Event("alice", "42", "view", 1.0, TS, TS, None)
+
+
+def test_an_impression_is_parsed_and_needs_no_item() -> None:
+    raw = b'{"user": 3, "type": "impression", "items": ["a", 9], "list": "similar", "context": "pdp", "ts": 7}'
+    assert parse(raw, TS, CFG) == Impression("3", ("a", "9"), "similar", 7.0, TS, "pdp")
 
 
 def test_weights_values_and_unknown_fields() -> None:
@@ -58,6 +63,15 @@ def test_weights_values_and_unknown_fields() -> None:
         (b'{"user": "a", "item": "b", "ts": -1}', "bad_ts"),
         (b'{"user": "a", "item": "b", "ts": 1700000000000}', "bad_ts"),
         (b'{"user": "a", "item": "b", "ts": 1e400}', "not_json"),
+        (b'{"user": "a", "type": "impression", "list": "user"}', "bad_items"),
+        (b'{"user": "a", "type": "impression", "items": "b", "list": "user"}', "bad_items"),
+        (b'{"user": "a", "type": "impression", "items": ["b", ""], "list": "user"}', "bad_items"),
+        (orjson.dumps({"user": "a", "type": "impression", "items": list(range(101)), "list": "user"}), "bad_items"),
+        (b'{"user": "a", "type": "impression", "items": ["b"]}', "bad_list"),
+        (b'{"user": "a", "type": "impression", "items": ["b"], "list": "search"}', "bad_list"),
+        (b'{"user": "a", "type": "impression", "items": ["b"], "list": "user", "context": 3}', "bad_value"),
+        (b'{"user": "a", "type": "impression", "items": ["b"], "list": "user", "ts": "now"}', "bad_ts"),
+        (b'{"type": "impression", "items": ["b"], "list": "user"}', "missing_user"),
     ],
 )
 def test_rejections(raw: bytes, reason: str) -> None:
@@ -114,5 +128,7 @@ def test_near_valid_json(doc: dict, cut: int) -> None:
     if isinstance(got, Event):
         assert got.user and got.item and math.isfinite(got.ts) and got.weight > 0
         assert len(got.user.encode()) <= CFG.max_id_bytes
+    elif isinstance(got, Impression):
+        assert got.items and got.list_kind in LISTS and math.isfinite(got.ts)
     else:
         assert got.reason in REASONS
