@@ -2,7 +2,10 @@
 
 Events are keyed by user, stamped with their send time (``ts``), and paced
 against a monotonic clock so the achieved rate tracks the target over any
-stretch (``--rate 0``: as fast as the producer goes).
+stretch (``--rate 0``: as fast as the producer goes). With ``--shoppers``
+(synthetic only), simulated users also read their lists from Redis and
+send impressions and the clicks they earn (``bench/shoppers.py``); those
+come on top of the target rate.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
+from bench.shoppers import Shoppers
 from models.event import Event
 from operators.datasets import iter_events
 from operators.kafka_io import ServiceError, ensure_topics
@@ -45,6 +50,7 @@ def run_replay(
     rate: float,
     limit: int,
     loop: bool,
+    shoppers: Shoppers | None = None,
 ) -> int:
     events = _source(path, fmt, synthetic, loop)
     first = next(events, None)  # a bad file fails here, before Kafka is touched
@@ -81,10 +87,15 @@ def run_replay(
             doc = Event(ev.user, ev.item, ev.kind, ev.weight, now, now, ev.value)
             producer.send(topic, key=ev.user.encode(), value=event_json(doc)).add_errback(failed)
             sent += 1
+            if shoppers is not None:
+                for extra_doc in shoppers.after(ev, now):
+                    producer.send(topic, key=ev.user.encode(), value=orjson.dumps(extra_doc)).add_errback(failed)
             mono = time.monotonic()
             if mono - last_report >= 1.0:
                 last_report = mono
                 line = f"sent {sent:,}  rate {sent / (mono - start):,.0f}/s  errors {errors}"
+                if shoppers is not None:
+                    line += f"  impressions {shoppers.impressions:,}  clicks {shoppers.clicks:,}"
                 sys.stderr.write(("\r" + line) if tty else line + "\n")
                 sys.stderr.flush()
     except KeyboardInterrupt:
@@ -92,6 +103,8 @@ def run_replay(
     finally:
         producer.flush()
         producer.close()
+        if shoppers is not None:
+            shoppers.close()
     elapsed = time.monotonic() - start
     if tty:
         sys.stderr.write("\n")
@@ -99,6 +112,11 @@ def run_replay(
     print(
         f"replay: sent {sent:,} events to {topic} on {kafka} in {elapsed:.1f} s: "
         f"{sent / max(elapsed, 1e-9):,.0f} events/s (target {target}), {errors} errors"
+        + (
+            f"; shoppers: {shoppers.impressions:,} impressions, {shoppers.clicks:,} clicks"
+            if shoppers is not None
+            else ""
+        )
     )
 
     return 1 if errors else 0

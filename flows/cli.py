@@ -39,6 +39,7 @@ EXAMPLES = {
     "  freshrec bench --api --json       # the HTTP API under oha\n"
     "  freshrec bench --kafka 127.0.0.1:9092 --redis-url redis://127.0.0.1:6379/0 --runs 5",
     "replay": "freshrec replay --synthetic --kafka 127.0.0.1:9092 --rate 5000 --limit 100000\n"
+    "  freshrec replay --synthetic --shoppers 10 --rate 1000 --redis-url redis://127.0.0.1:6379/0  # and clicks\n"
     "  freshrec replay events.jsonl --kafka 127.0.0.1:9092 --rate 0",
 }
 
@@ -279,6 +280,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     if not args.synthetic and not args.path:
         return _fail("replay needs a PATH or --synthetic")
+    if args.shoppers and not args.synthetic:
+        return _fail("--shoppers simulate the users of --synthetic (their hidden tastes); add --synthetic")
     try:
         s = Settings.from_args(args)
         extra = s.kafka_extra()
@@ -289,9 +292,24 @@ def cmd_replay(args: argparse.Namespace) -> int:
         synthetic = SyntheticConfig(
             users=args.users, items=args.items, topics=args.topics, zipf=args.zipf, events=10**12, seed=args.seed
         )
+    shoppers = None
+    if args.shoppers and synthetic is not None:
+        from bench.shoppers import Shoppers
+
+        shoppers = Shoppers(synthetic, s.redis_url, s.namespace, every=args.shoppers, seed=args.seed)
     try:
         return run_replay(
-            s.kafka, s.topic, extra, s.partitions, args.path, args.format, synthetic, args.rate, args.limit, args.loop
+            s.kafka,
+            s.topic,
+            extra,
+            s.partitions,
+            args.path,
+            args.format,
+            synthetic,
+            args.rate,
+            args.limit,
+            args.loop,
+            shoppers,
         )
     except (DataError, ServiceError) as ex:
         return _fail(str(ex))
@@ -378,7 +396,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--items", type=int, default=10_000, help="catalogue of --synthetic (default 10000)")
     p.add_argument("--topics", type=int, default=50, help="taste topics of --synthetic (default 50)")
     p.add_argument("--zipf", type=float, default=1.1, help="Zipf exponent of item popularity in --synthetic")
-    Settings.add_arguments(p, only=("kafka", "topic", "kafka_config", "kafka_config_file", "partitions"))
+    p.add_argument(
+        "--shoppers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --synthetic: one event in N, its user reads their list from Redis, sends an impression "
+        "and the clicks it earns (0: off)",
+    )
+    Settings.add_arguments(
+        p, only=("kafka", "topic", "kafka_config", "kafka_config_file", "partitions", "redis_url", "namespace")
+    )
 
     p = add(
         "bench", cmd_bench, "Throughput, freshness, read latency and memory on real services, beside a naive pipeline."

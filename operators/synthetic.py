@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -58,6 +59,20 @@ def _zipf_cdf(n: int, s: float) -> np.ndarray:
     return np.cumsum(p) / p.sum()
 
 
+def tastes(cfg: SyntheticConfig, users: Any, drifted: Any) -> tuple[Any, Any]:
+    """The hidden (main, side) topics of ``users`` (ints or arrays); ``drifted``: past the stream's midpoint.
+
+    Item ``j`` belongs to topic ``j % cfg.topics``.
+
+    >>> cfg = SyntheticConfig(topics=20)
+    >>> [int(t) for t in tastes(cfg, 4, False)], [int(t) for t in tastes(cfg, 4, True)]
+    ([11, 17], [1, 17])
+    """
+    main = (users * 7 + 3) % cfg.topics
+    side = (users * 13 + 5) % cfg.topics
+    return np.where(drifted, (main + cfg.topics // 2) % cfg.topics, main)[()], side
+
+
 def synthetic_events(cfg: SyntheticConfig, chunk: int = 8192) -> Iterator[Event]:
     """Yield ``cfg.events`` events, deterministic for a given config."""
     rng = np.random.default_rng(cfg.seed)
@@ -74,9 +89,7 @@ def synthetic_events(cfg: SyntheticConfig, chunk: int = 8192) -> Iterator[Event]
         users = np.minimum(np.searchsorted(user_cdf, rng.random(n)), cfg.users - 1)
         # Scramble user ids so activity is not correlated with the id.
         users = (users * 2654435761) % cfg.users
-        main = (users * 7 + 3) % cfg.topics
-        side = (users * 13 + 5) % cfg.topics
-        main = np.where(pos >= half, (main + cfg.topics // 2) % cfg.topics, main)
+        main, side = tastes(cfg, users, pos >= half)
         r = rng.random(n)
         topic = np.where(r < cfg.main_share, main, side)
         rank = np.searchsorted(topic_cdf, rng.random(n))

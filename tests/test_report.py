@@ -8,7 +8,7 @@ import pytest
 from flows.report import report
 from operators.datasets import DataError, jsonl_records
 from operators.kafka_io import ensure_topics
-from support import cli
+from support import cli, wait_for
 
 # A log whose attribution is worked out by hand (window 1,800 s):
 #   u1 sees a, b, c in their list at 1000, clicks b at 1100, buys b for 20 at 1200 -> user: click, purchase 20
@@ -104,3 +104,17 @@ def test_a_time_range_of_a_real_topic(producer, services, names):
     late = cli("report", "--kafka", services["FRESHREC_KAFKA"], "--topic", topic, "--since", str(day + 1250), "--json")
     doc = orjson.loads(late.stdout.splitlines()[-1])
     assert (doc["total"]["impressions"], doc["total"]["clicks"], doc["total"]["carts"]) == (1, 1, 0)
+
+
+def test_simulated_shoppers_click_freshrec_lists_more_than_the_popular_list(start_flow, services, names):
+    flow = start_flow()
+    env = {"FRESHREC_KAFKA": services["FRESHREC_KAFKA"], "FRESHREC_REDIS_URL": services["FRESHREC_REDIS_URL"]}
+    where = ["--topic", names["topic"], "--namespace", names["namespace"]]
+    sim = ["--synthetic", "--shoppers", "5", "--users", "2000", "--items", "1000", "--rate", "3000", "--limit", "15000"]
+    r = cli("replay", *sim, *where, env=env)
+    assert r.returncode == 0 and "impressions" in r.stdout, r.stdout + r.stderr
+    wait_for(lambda: flow.metric("freshrec_impressions_total") > 0, timeout=30)
+    got = cli("report", "--kafka", services["FRESHREC_KAFKA"], "--topic", names["topic"], "--json")
+    rows = {row["list"]: row for row in orjson.loads(got.stdout.splitlines()[-1])["rows"]}
+    assert rows["user"]["impressions"] > 1000 and rows["popular"]["impressions"] > 1000
+    assert rows["user"]["ctr"] > 1.5 * rows["popular"]["ctr"], rows
