@@ -87,7 +87,7 @@ def build_flow(
     users = op.stateful_batch(
         "users",
         cast(op.KeyedStream[EventBatch], valid.falses),
-        lambda resume: UserShardLogic(model, bounds, snapshots, resume),
+        lambda resume: UserShardLogic(model, bounds, snapshots, resume, s.attribution_window_s),
     )
     split = op.branch("split", users, lambda kv: isinstance(kv[1], ToLearn))
     to_learner = op.map("to_learner", split.trues, lambda kv: (learner_key, kv[1]))

@@ -96,6 +96,9 @@ class Settings:
         default="", metadata={"help": "learning weight per event type, type=weight,... (default view=1,click=2,...)"}
     )
     config: str = field(default="", metadata={"help": "TOML file with [model] settings and [weights] per event type"})
+    attribution_window_s: float = field(
+        default=1800.0, metadata={"help": "seconds from an impression to a click credited to it (live counters)"}
+    )
     items_topic: str = field(
         default="freshrec.items", metadata={"help": "compacted topic of the item catalogue (key = item id)"}
     )
@@ -126,7 +129,7 @@ class Settings:
             raise ValueError(f"FRESHREC_API_READS={self.api_reads!r} must be 'open' or 'key'")
         if not 0 < self.learner_share <= 1:
             raise ValueError(f"FRESHREC_LEARNER_SHARE={self.learner_share} must be in (0, 1]")
-        for name in ("refresh_s", "broadcast_s", "snapshot_interval_s"):
+        for name in ("refresh_s", "broadcast_s", "snapshot_interval_s", "attribution_window_s"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{_env(name)}={value} must be a number of seconds > 0")

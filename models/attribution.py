@@ -4,7 +4,9 @@ An interaction of an attributed kind (:data:`ATTRIBUTED`) with an item is
 attributed to the latest impression that showed that item to that user
 no longer than ``window_s`` before it (last touch). Every such
 interaction counts: two clicks on one shown item are two clicks. Feed
-records in time order.
+records in time order (a live flow does so batch by batch: the impressions
+of a batch before its interactions), and :meth:`Attributor.expire` now and
+then to keep memory bounded by the window.
 
 >>> from models.event import Event, Impression
 >>> a = Attributor(window_s=1800)
@@ -18,7 +20,8 @@ True
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import math
+from collections import OrderedDict, deque
 from typing import NamedTuple
 
 from models.event import Event, Impression
@@ -51,6 +54,12 @@ class Attributor:
         self.window_s = window_s
         self.per_user = per_user
         self._shown: dict[str, OrderedDict[str, tuple[str, float]]] = {}
+        self._newest: dict[str, float] = {}  # each user's newest impression time
+        self._order: deque[tuple[float, str]] = deque()  # (ts, user) of impressions, for expire()
+
+    def __len__(self) -> int:
+        """Users with an impression still remembered."""
+        return len(self._shown)
 
     def shown(self, imp: Impression) -> None:
         seen = self._shown.get(imp.user)
@@ -61,6 +70,25 @@ class Attributor:
             seen.move_to_end(item)
         while len(seen) > self.per_user:
             seen.popitem(last=False)
+        if imp.ts >= self._newest.get(imp.user, -math.inf):
+            self._newest[imp.user] = imp.ts
+        self._order.append((imp.ts, imp.user))
+
+    def expire(self, now: float) -> None:
+        """Forget the users whose newest impression is older than the window at ``now`` (bounded memory).
+
+        >>> a = Attributor(window_s=10)
+        >>> a.shown(Impression("u", ("x",), "user", 100.0, 100.0))
+        >>> a.expire(105.0), len(a), a.expire(111.0), len(a)
+        (None, 1, None, 0)
+        """
+        cutoff = now - self.window_s
+        order = self._order
+        while order and order[0][0] < cutoff:
+            _, user = order.popleft()
+            if self._newest.get(user, math.inf) < cutoff:
+                del self._newest[user]
+                del self._shown[user]
 
     def interact(self, ev: Event) -> Attribution | None:
         """The attribution of ``ev``, or None (not an attributed kind, never shown, or shown too long ago)."""

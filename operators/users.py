@@ -14,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 from bytewax.operators import StatefulBatchLogic
 
+from models.attribution import Attributor
 from models.config import ModelConfig
 from models.event import Event, Impression
 from models.users import LearnBatch, UserTable, UserView
@@ -25,13 +26,14 @@ from state.journal import Journal, Manifest
 
 
 class EventBatch(NamedTuple):
-    """The events of one input batch that belong to one shard, in order.
+    """The events and impressions of one input batch that belong to one shard, each in order.
 
-    Between processes it travels as columns: one pickle of a few lists
-    instead of one object per event.
+    Between processes the events travel as columns: one pickle of a few
+    lists instead of one object per event.
     """
 
     events: list[Event]
+    impressions: list[Impression]
 
     def __reduce__(self) -> tuple[object, tuple[object, ...]]:
         ev = self.events
@@ -43,12 +45,14 @@ class EventBatch(NamedTuple):
             np.array([e.ts for e in ev]),
             np.array([e.source_ts for e in ev]),
             [e.value for e in ev],
+            self.impressions,
         )
 
 
-def _events(users, items, kinds, weights, ts, source_ts, values) -> EventBatch:  # type: ignore[no-untyped-def]
+def _events(users, items, kinds, weights, ts, source_ts, values, impressions) -> EventBatch:  # type: ignore[no-untyped-def]
     return EventBatch(
-        [Event(*f) for f in zip(users, items, kinds, weights.tolist(), ts.tolist(), source_ts.tolist(), values)]
+        [Event(*f) for f in zip(users, items, kinds, weights.tolist(), ts.tolist(), source_ts.tolist(), values)],
+        impressions,
     )
 
 
@@ -56,21 +60,30 @@ def route(messages: list[Message], config: ParseConfig, keys: list[str], bounds:
     """Parse a batch of messages: the rejected ones, then one ``(shard key, EventBatch)`` per shard reached.
 
     Impressions are counted (``freshrec_impressions_total``, items shown, and
-    ``freshrec_events_total{outcome="impression"}``) and go no further: the
-    model learns from interactions only.
+    ``freshrec_events_total{outcome="impression"}``) and go to their user's
+    shard for attribution only: the model learns from interactions alone.
     """
     out: list[object] = []
-    shards: dict[int, list[Event]] = {}
+    shards: dict[int, EventBatch] = {}
+
+    def batch_of(user: str) -> EventBatch:
+        shard = shard_of(user, bounds)
+        batch = shards.get(shard)
+        if batch is None:
+            batch = shards[shard] = EventBatch([], [])
+        return batch
+
     for m in messages:
         got = parse(m.value, m.ts, config)
         if isinstance(got, Event):
-            shards.setdefault(shard_of(got.user, bounds), []).append(got)
+            batch_of(got.user).events.append(got)
         elif isinstance(got, Impression):
             metrics.IMPRESSIONS.labels(got.list_kind).inc(len(got.items))
             metrics.EVENTS.labels("impression", "").inc()
+            batch_of(got.user).impressions.append(got)
         else:
             out.append(got)
-    out += [(keys[shard], EventBatch(events)) for shard, events in shards.items()]
+    out += [(keys[shard], batch) for shard, batch in shards.items()]
     return out
 
 
@@ -107,9 +120,17 @@ class UserShardLogic(StatefulBatchLogic[EventBatch, ToLearn | RankBatch, Manifes
     """
 
     def __init__(
-        self, config: ModelConfig, bounds: list[float], snapshots: Snapshots | None, resume: Manifest | None
+        self,
+        config: ModelConfig,
+        bounds: list[float],
+        snapshots: Snapshots | None,
+        resume: Manifest | None,
+        attribution_window_s: float = 1800.0,
     ) -> None:
         self.bounds = bounds
+        # Live attribution counters only (freshrec report is the record): not in the snapshots, so
+        # after a restart, impressions shown before the resumed offsets are not credited.
+        self.attributor = Attributor(attribution_window_s)
         self._snapshots = snapshots
         self._journal: Journal | None = None
         self.shard = -1
@@ -129,7 +150,11 @@ class UserShardLogic(StatefulBatchLogic[EventBatch, ToLearn | RankBatch, Manifes
     def on_batch(self, batches: list[EventBatch]) -> tuple[list[ToLearn | RankBatch], bool]:
         events = [e for b in batches for e in b.events]
         if self.shard < 0:
-            self._open(shard_of(events[0].user, self.bounds))
+            first = events[0].user if events else batches[0].impressions[0].user
+            self._open(shard_of(first, self.bounds))
+        self._attribute(batches, events)
+        if not events:
+            return [], StatefulBatchLogic.RETAIN
         table = self.table
         before = len(table)
         learn = []
@@ -149,6 +174,23 @@ class UserShardLogic(StatefulBatchLogic[EventBatch, ToLearn | RankBatch, Manifes
         self._seq += 1
         learned = ToLearn(self.shard, self._seq, LearnBatch.of(learn, table.config.history))
         return [learned, RankBatch(self.shard, self._seq, rank)], StatefulBatchLogic.RETAIN
+
+    def _attribute(self, batches: list[EventBatch], events: list[Event]) -> None:
+        """Count the clicks, carts and purchases the batch's impressions (and earlier ones) earned."""
+        attributor = self.attributor
+        newest = 0.0
+        for b in batches:
+            for imp in b.impressions:
+                attributor.shown(imp)
+                newest = max(newest, imp.ts)
+        if not len(attributor):
+            return
+        for ev in events:
+            got = attributor.interact(ev)
+            if got is not None:
+                metrics.ATTRIBUTED.labels(got.list_kind, got.kind).inc()
+            newest = max(newest, ev.ts)
+        attributor.expire(newest)
 
     def snapshot(self) -> Manifest | None:
         if self._journal is None:

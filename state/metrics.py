@@ -19,6 +19,10 @@ EVENTS = Counter("freshrec_events", "Event messages by outcome", ["outcome", "re
 # Items shown in impression events, by list (user, similar, popular): the
 # denominator of click-through (README, "Analytics").
 IMPRESSIONS = Counter("freshrec_impressions", "Items shown, from impression events", ["list"])
+# Clicks, carts and purchases credited to the latest impression of the item
+# to the user within --attribution-window-s (models/attribution.py). CTR =
+# rate(attributed{type="click"}) / rate(impressions), by list.
+ATTRIBUTED = Counter("freshrec_attributed", "Interactions credited to an impression", ["list", "type"])
 
 # Seconds from an event's Kafka timestamp to the Redis write of its user's list.
 FRESHNESS = Histogram(

@@ -228,7 +228,7 @@ def test_several_worker_processes_share_the_port(start_server, redis_client, nam
     assert server.stop() == 0
 
 
-def test_impressions_are_counted_by_the_flow_and_not_learned(start_flow, start_server):
+def test_impressions_are_counted_and_credited_by_the_flow_and_not_learned(start_flow, start_server):
     flow = start_flow()
     server = start_server()
     shown = [
@@ -236,12 +236,17 @@ def test_impressions_are_counted_by_the_flow_and_not_learned(start_flow, start_s
         {"user": "u2", "type": "impression", "items": ["a"], "list": "popular", "context": "home"},
         {"user": "u2", "type": "impression", "items": [], "list": "popular"},
         {"user": "u1", "item": "b", "type": "click"},
+        {"user": "u1", "item": "z", "type": "click"},  # never shown: not credited
+        {"user": "u2", "item": "a", "type": "purchase", "value": 9.5},
+        {"user": "u2", "item": "a", "type": "view"},  # a view is never credited
     ]
     got = server.http.post("/events", content=orjson.dumps(shown)).json()
-    assert got["accepted"] == 3 and [r["reason_code"] for r in got["rejected"]] == ["bad_items"]
-    wait_for(lambda: flow.metric("freshrec_events_total", {"outcome": "applied"}) >= 1, timeout=60)
-    wait_for(lambda: flow.metric("freshrec_events_total", {"outcome": "impression"}) >= 2, timeout=10)
+    assert got["accepted"] == 6 and [r["reason_code"] for r in got["rejected"]] == ["bad_items"]
+    wait_for(lambda: flow.metric("freshrec_events_total", {"outcome": "applied"}) >= 4, timeout=60)
+    assert flow.metric("freshrec_events_total", {"outcome": "impression"}) == 2
     assert flow.metric("freshrec_impressions_total", {"list": "user"}) == 3
     assert flow.metric("freshrec_impressions_total", {"list": "popular"}) == 1
-    assert flow.metric("freshrec_events_total", {"outcome": "applied"}) == 1  # only the click is learned
-    assert flow.metric("freshrec_model_events") == 1
+    assert flow.metric("freshrec_model_events") == 4  # the interactions are learned, the impressions are not
+    assert flow.metric("freshrec_attributed_total", {"list": "user", "type": "click"}) == 1
+    assert flow.metric("freshrec_attributed_total", {"list": "popular", "type": "purchase"}) == 1
+    assert flow.metric("freshrec_attributed_total") == 2

@@ -106,8 +106,13 @@ def test_a_real_prometheus_scrapes_the_flow_and_the_api_and_answers_the_queries(
         deadline = time.monotonic() + 25
         n = 0
         while time.monotonic() < deadline:
-            batch = [{"user": f"u{(n + j) % 40}", "item": f"i{(n * 3 + j) % 60}"} for j in range(50)]
-            assert server.http.post("/events", content=orjson.dumps(batch)).json()["accepted"] == 50
+            batch: list[dict] = [{"user": f"u{(n + j) % 40}", "item": f"i{(n * 3 + j) % 60}"} for j in range(50)]
+            shown = [f"i{(n + j) % 60}" for j in range(5)]
+            batch += [
+                {"user": f"u{n % 40}", "type": "impression", "items": shown, "list": "user"},
+                {"user": f"u{n % 40}", "item": shown[1], "type": "click"},
+            ]
+            assert server.http.post("/events", content=orjson.dumps(batch)).json()["accepted"] == 52
             n += 50
             time.sleep(0.1)
 
@@ -126,6 +131,11 @@ def test_a_real_prometheus_scrapes_the_flow_and_the_api_and_answers_the_queries(
         hits = "sum(rate(freshrec_prequential_hits_total[10m])) / sum(rate(freshrec_prequential_checks_total[10m]))"
         assert 0 <= answered(hits) <= 1
         assert answered('sum(rate(freshrec_api_events_total{outcome="accepted"}[1m]))') > 10
+        ctr = (
+            'sum by (list) (rate(freshrec_attributed_total{type="click"}[10m]))'
+            " / sum by (list) (rate(freshrec_impressions_total[10m]))"
+        )
+        assert 0.1 < answered(ctr) <= 0.3  # one click in five items shown
         for expr in _dashboard_exprs():
             value(expr)  # every panel's query is one Prometheus accepts
         targets = prom.get("/api/v1/targets").json()["data"]["activeTargets"]
