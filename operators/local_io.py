@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -28,6 +29,20 @@ def event_json(event: Event) -> bytes:
     return orjson.dumps(doc)
 
 
+@dataclass
+class Gate:
+    """Holds a source before its ``events``-th :class:`Event` (bytes items do not count) until ``opened`` is set.
+
+    ``held`` is set once the source waits there, and ``sent`` is then the
+    number of messages it has sent.
+    """
+
+    events: int
+    opened: threading.Event = field(default_factory=threading.Event)
+    held: threading.Event = field(default_factory=threading.Event)
+    sent: int = 0
+
+
 class _Reader(StatefulSourcePartition[Message, int]):
     def __init__(
         self,
@@ -35,13 +50,15 @@ class _Reader(StatefulSourcePartition[Message, int]):
         skip: int,
         batch: int,
         rate: float,
-        gate: tuple[int, threading.Event] | None,
+        gate: Gate | None,
     ) -> None:
         self._events = events
         self._gate = gate
         self._pos = 0
+        self._seen = 0  # Event items sent (the gate counts these)
         for _ in range(skip):
-            next(self._events, None)
+            if isinstance(next(self._events, None), Event):
+                self._seen += 1
             self._pos += 1
         self._batch = batch
         self._rate = rate
@@ -51,11 +68,12 @@ class _Reader(StatefulSourcePartition[Message, int]):
 
     def next_batch(self) -> list[Message]:
         n = self._batch
-        if self._gate is not None and not self._gate[1].is_set():
-            if self._pos >= self._gate[0]:
-                self._awake = datetime.now(UTC) + timedelta(milliseconds=20)
-                return []
-            n = min(n, self._gate[0] - self._pos)
+        gate = self._gate if self._gate is not None and not self._gate.opened.is_set() else None
+        if gate is not None and self._seen >= gate.events:
+            gate.sent = self._pos
+            gate.held.set()
+            self._awake = datetime.now(UTC) + timedelta(milliseconds=20)
+            return []
         if self._rate > 0:
             due = int((time.monotonic() - self._start) * self._rate) - self._sent
             if due <= 0:
@@ -66,8 +84,12 @@ class _Reader(StatefulSourcePartition[Message, int]):
         now = time.time()
         out = []
         for event in self._events:
-            out.append(Message(event if isinstance(event, bytes) else event_json(event), now))
-            if len(out) >= n:
+            if isinstance(event, bytes):
+                out.append(Message(event, now))
+            else:
+                out.append(Message(event_json(event), now))
+                self._seen += 1
+            if len(out) >= n or (gate is not None and self._seen >= gate.events):
                 break
         if not out:
             raise StopIteration
@@ -96,8 +118,8 @@ class EventSource(FixedPartitionedSource[Message, int]):
     rate
         Messages per second (0: as fast as the flow takes them).
     gate
-        ``(position, event)``: stop before message ``position`` until
-        ``event`` is set (the demo reads "before" lists there).
+        Hold the source at an event until told to go on (the demo reads
+        "before" lists there).
     """
 
     def __init__(
@@ -105,7 +127,7 @@ class EventSource(FixedPartitionedSource[Message, int]):
         make_events: Callable[[], Iterator[Event | bytes]],
         batch: int = 512,
         rate: float = 0.0,
-        gate: tuple[int, threading.Event] | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self.make_events = make_events
         self.batch = batch

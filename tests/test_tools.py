@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import orjson
@@ -97,3 +98,16 @@ def test_eval_prints_the_json_contract(tmp_path) -> None:
     assert ours["hr@10"] >= 1.3 * best["hr@10"], (ours, doc["models"])
     for metric in ("mrr@20", "hr@10_second_half"):
         assert ours[metric] > max(row[metric] for row in doc["models"].values()), (metric, ours, doc["models"])
+
+
+def test_the_demo_runs_the_flow_end_to_end_with_simulated_shoppers() -> None:
+    r = cli("demo", "--events", "12000", timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout
+    applied = int(re.search(r"events applied\s+([\d,]+)", out).group(1).replace(",", ""))  # type: ignore[union-attr]
+    assert applied > 12000 - 200  # the stream, and the shoppers' clicks on top
+    assert re.search(r"events rejected\s+\d+ \(to the dead-letter sink; reasons: \w", out)
+    ctr = re.search(r"click-through\s+user lists ([\d.]+), popular list ([\d.]+) \(([\d,]+) impressions", out)
+    assert ctr and 0 < float(ctr.group(1)) <= 1 and 0 <= float(ctr.group(2)) <= 1
+    assert int(ctr.group(3).replace(",", "")) > 500
+    assert out.count("    before: ") == 3 and "unknown user -> popular list: ['" in out
