@@ -123,7 +123,7 @@ def _rates(series: list[tuple[float, float]]) -> tuple[list[float], list[float]]
     return ts, rates
 
 
-FLOW_STAGES = {"summary", "catalogue", "scale"}  # the figures that come from `freshrec run`
+FLOW_STAGES = {"summary", "catalogue", "scale", "ctr"}  # the figures that come from `freshrec run`
 
 
 def results_section(res: dict, cmd: str, plots: list[Path], results_dir: Path) -> str:
@@ -152,6 +152,8 @@ def results_section(res: dict, cmd: str, plots: list[Path], results_dir: Path) -
         lines += _scale_lines(res["scale"])
     if res.get("api"):
         lines += _api_lines(res["api"])
+    if res.get("ctr"):
+        lines += _ctr_lines(res["ctr"])
     return "\n".join(lines) + "\n"
 
 
@@ -273,6 +275,25 @@ def _api_lines(rows: list[dict]) -> list[str]:
     return [*lines, ""]
 
 
+def _ctr_lines(ctr: dict) -> list[str]:
+    lines = [
+        (
+            f"Click-through (bench/ctr.py): {ctr['events']:,} synthetic events at 1,000/s with simulated shoppers "
+            "(one event in five opens the app; user list or popular list, half and half), flow with recovery on; "
+            f"`freshrec report` over the topic ({ctr['report_s']} s) and the flow's live counters."
+        ),
+        "",
+        "| list | items shown | clicks | CTR (report) | CTR (live) | conversion | value / 1,000 | coverage |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for kind, row in ctr["report"].items():
+        lines.append(
+            f"| {kind} | {row['impressions']:,} | {row['clicks']:,} | {row['ctr']} | {ctr['live_ctr'].get(kind)} | "
+            f"{row['conversion']} | {row['value_per_1000']} | {row['coverage']} |"
+        )
+    return [*lines, "", f"User lists / popular list CTR: {ctr.get('ctr_ratio')}x.", ""]
+
+
 def print_summary(res: dict) -> None:
     print(f"freshrec bench ({res['machine']}, {res['date']}, {res['wall_s']:.0f} s)")
     if "summary" in res:
@@ -313,6 +334,10 @@ def print_summary(res: dict) -> None:
             f"({sc['scale_ratio']}x); hit-rate@10 {sc['hit_rate_at_10']}; single writer "
             f"{sc['single_writer_ceiling_eps']:,} events/s; with state: {sc['freshness_recovery_ms']}"
         )
+    if "ctr" in res:
+        c = res["ctr"]
+        shown = ", ".join(f"{k} {v['ctr']}" for k, v in c["report"].items())
+        print(f"  click-through   {shown} ({c.get('ctr_ratio')}x); live {c['live_ctr']}")
     for w in res.get("api", []):
         for r in w["get"]:
             print(

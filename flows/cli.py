@@ -243,7 +243,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         else:
             s = Settings.from_args(args)
             records = read_topic(s.kafka, s.topic, since, until, s.kafka_extra())
-        doc = report(records, by, args.attribution_window, categories, len(categories) or None, since, until)
+        doc = report(records, by, args.attribution_window_s, categories, len(categories) or None, since, until)
     except (ReportError, DataError, ServiceError, OSError, ValueError) as ex:
         return _fail(str(ex))
     print(table(doc))
@@ -318,7 +318,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from bench.system import run_bench
 
-    only = next((name for name in ("catalogue", "scale", "core", "api") if getattr(args, name)), "")
+    only = next((name for name in ("catalogue", "scale", "core", "api", "ctr") if getattr(args, name)), "")
     return run_bench(args.quick, args.json, args.kafka, args.redis_url, args.runs, args.out, args.results, only)
 
 
@@ -364,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by", default="list", help="groups, comma-separated: day, list, category (default list)")
     p.add_argument("--items", help="catalogue file (CSV or JSONL, as `freshrec catalogue load`) for categories")
     p.add_argument(
-        "--attribution-window", type=float, default=1800.0, help="seconds from an impression to a credited click"
+        "--attribution-window-s", type=float, default=1800.0, help="seconds from an impression to a credited click"
     )
     p.add_argument("--json", action="store_true", help="last line: the report as one JSON object")
     p.add_argument("--plot", help="PNG of click-through by group")
@@ -419,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--core", action="store_true", help="only throughput, freshness, reads, naive loop, memory and restart"
     )
     stage.add_argument("--api", action="store_true", help="only the HTTP API under oha (GET /recommend, POST /events)")
+    stage.add_argument("--ctr", action="store_true", help="only the click-through of simulated shoppers")
     p.add_argument("--json", action="store_true", help="last line: one JSON object with the headline figures")
     p.add_argument("--runs", type=int, default=None, help="repetitions to take the median of (default 3, --quick 1)")
     p.add_argument("--kafka", help="use this broker instead of starting one")
