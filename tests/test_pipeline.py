@@ -78,6 +78,8 @@ def test_invalid_messages_go_to_the_dead_letter_topic(start_flow, producer, serv
         b"\xff\xfe\x00": "not_utf8",
         b"[1, 2]": "not_object",
         b'{"user": "x", "item": "y", "ts": 1700000000000}': "bad_ts",
+        b'{"user": "x", "type": "impression", "items": []}': "bad_items",
+        b'{"user": "x", "type": "impression", "items": ["y"], "list": "search"}': "bad_list",
     }
     mixed: list = []
     for i, doc in enumerate(good):
