@@ -250,3 +250,12 @@ def test_impressions_are_counted_and_credited_by_the_flow_and_not_learned(start_
     assert flow.metric("freshrec_attributed_total", {"list": "user", "type": "click"}) == 1
     assert flow.metric("freshrec_attributed_total", {"list": "popular", "type": "purchase"}) == 1
     assert flow.metric("freshrec_attributed_total") == 2
+
+
+def test_kafka_down_is_a_503_for_writes_and_not_ready(start_server):
+    server = start_server(env={"FRESHREC_KAFKA": "127.0.0.1:1"})
+    r = server.http.post("/events", json={"user": "u", "item": "i"}, timeout=30)
+    assert r.status_code == 503 and "cannot reach Kafka at 127.0.0.1:1" in r.json()["detail"], r.text
+    ready = server.http.get("/readyz", timeout=30)
+    assert ready.status_code == 503 and "kafka" in ready.json()
+    assert server.http.get("/popular").status_code == 200  # reads still work
