@@ -1,4 +1,4 @@
-"""What a team without freshrec would run: popularity and periodic batch MF.
+"""What a team without freshrec would run: popularity, item-kNN and batch MF.
 
 Each baseline has the evaluation interface of :class:`Recommender`:
 ``top(user, k)`` (item indexes, seen items excluded) then ``learn(u, i, w, ts)``.
@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import deque
 
 import numpy as np
 
+from models.arrays import grow
 from models.popularity import DecayedPopularity
 
 
@@ -47,16 +49,89 @@ class Popularity:
         self.seen.add(u, i)
 
 
+class ItemKNN:
+    """Item-to-item kNN: co-occurrence with the user's last ``last`` items, cosine-normalised.
+
+    Every event of a user with item ``i`` counts one co-occurrence of ``i``
+    with each of that user's previous ``last`` items (both ways). A user's
+    score for item ``c`` is the sum over their last items ``j`` of
+    ``cooc(j, c) / sqrt(n_j n_c)``. With ``pop_weight`` it adds that much
+    of the decayed popularity (scaled to at most 1) to every candidate and
+    to the top popular items. Unknown users, and lists short of ``k``, get
+    the popular list.
+    """
+
+    def __init__(self, last: int = 5, pop_weight: float = 0.0, half_life: float = math.inf) -> None:
+        self.last = last
+        self.pop_weight = pop_weight
+        self.cooc: dict[int, dict[int, float]] = {}
+        self.count = np.zeros(0)
+        self.recent: dict[int, deque[int]] = {}
+        self.fallback = Popularity(half_life)
+
+    def top(self, u: int, k: int) -> np.ndarray:
+        recent = self.recent.get(u)
+        seen = self.fallback.seen.items.get(u, set())
+        scores: dict[int, float] = {}
+        if recent:
+            count = self.count
+            for j in set(recent):
+                norm_j = math.sqrt(count[j])
+                for c, n in self.cooc.get(j, {}).items():
+                    if c not in seen:
+                        scores[c] = scores.get(c, 0.0) + n / (norm_j * math.sqrt(count[c]))
+        if self.pop_weight and scores:
+            pop = self.fallback.pop
+            values, peak = pop.scores(), pop.peak() or 1.0
+            for c in pop.top(k + len(seen)).tolist():
+                scores.setdefault(c, 0.0)
+            scale = max(scores.values()) or 1.0
+            scores = {c: v / scale + self.pop_weight * values[c] / peak for c, v in scores.items() if c not in seen}
+        ranked = sorted(scores, key=scores.__getitem__, reverse=True)[:k]
+        if len(ranked) < k:
+            extra = [i for i in self.fallback.top(u, k + len(ranked)).tolist() if i not in scores]
+            ranked += extra[: k - len(ranked)]
+        return np.array(ranked, dtype=np.int64)
+
+    def learn(self, u: int, i: int, w: float, ts: float) -> None:
+        recent = self.recent.setdefault(u, deque(maxlen=self.last))
+        row = self.cooc.setdefault(i, {})
+        for j in recent:
+            if j != i:
+                row[j] = row.get(j, 0.0) + 1.0
+                other = self.cooc.setdefault(j, {})
+                other[i] = other.get(i, 0.0) + 1.0
+        if i >= self.count.size:
+            self.count = grow(self.count, i + 1)
+        self.count[i] += 1.0
+        recent.append(i)
+        self.fallback.learn(u, i, w, ts)
+
+
 class BatchALS:
     """Implicit ALS (Hu, Koren, Volinsky 2008) retrained from scratch every ``every`` events.
 
-    Between retrains the model is frozen: new users get the popular list,
-    new events change nothing. This is the nightly-batch job, compressed.
+    Between retrains the item factors are frozen. Without ``fold_in`` so is
+    everything: new users get the popular list, new events change nothing
+    (the nightly-batch job, compressed). With ``fold_in`` the user's vector
+    is solved at query time from all their events so far against the
+    frozen item factors (one ``factors`` x ``factors`` solve, as implicit's
+    ``recalculate_user``), so new users and new events count at once.
     """
 
     def __init__(
-        self, every: int = 5000, factors: int = 32, iters: int = 6, reg: float = 0.1, alpha: float = 10.0, seed: int = 0
+        self,
+        every: int = 5000,
+        factors: int = 32,
+        iters: int = 6,
+        reg: float = 0.1,
+        alpha: float = 10.0,
+        seed: int = 0,
+        fold_in: bool = False,
     ):
+        self.fold_in = fold_in
+        self.user_items: dict[int, dict[int, float]] = {}  # every event so far, for the fold-in
+        self._gram = np.zeros((factors, factors))
         self.every = every
         self.factors = factors
         self.iters = iters
@@ -69,15 +144,31 @@ class BatchALS:
         self.fallback = Popularity()
 
     def top(self, u: int, k: int) -> np.ndarray:
-        if u >= self.user_f.shape[0] or not self.user_f[u].any():
+        vec = self._folded(u) if self.fold_in else (self.user_f[u] if u < self.user_f.shape[0] else None)
+        if vec is None or not vec.any():
             return self.fallback.top(u, k)
-        scores = self.item_f @ self.user_f[u]
+        scores = self.item_f @ vec
         n_seen = len(self.fallback.seen.items.get(u, ()))
         kk = min(k + n_seen, scores.size)
         part = np.argpartition(-scores, kk - 1)[:kk]
         return self.fallback.seen.filter(u, part[np.argsort(-scores[part])], k)
 
+    def _folded(self, u: int) -> np.ndarray | None:
+        mine = self.user_items.get(u)
+        if not mine or not self.item_f.shape[0]:
+            return None
+        idx = np.fromiter((i for i in mine if i < self.item_f.shape[0]), dtype=np.int64)
+        if not idx.size:
+            return None
+        conf = self.alpha * np.array([mine[i] for i in idx.tolist()])
+        vecs = self.item_f[idx]
+        a = self._gram + (vecs.T * conf) @ vecs
+        return np.linalg.solve(a, (vecs.T * (1.0 + conf)).sum(axis=1))
+
     def learn(self, u: int, i: int, w: float, ts: float) -> None:
+        if self.fold_in:
+            mine = self.user_items.setdefault(u, {})
+            mine[i] = mine.get(i, 0.0) + w
         self.log.append((u, i, w))
         self.fallback.learn(u, i, w, ts)
         if len(self.log) % self.every == 0:
@@ -95,6 +186,7 @@ class BatchALS:
             X = self._solve(Y, by_user)
             Y = self._solve(X, by_item)
         self.user_f, self.item_f = X, Y
+        self._gram = Y.T @ Y + self.reg * np.eye(self.factors)
 
     def _solve(self, other: np.ndarray, groups: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
         gram = other.T @ other + self.reg * np.eye(self.factors)

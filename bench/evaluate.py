@@ -12,12 +12,13 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import orjson
 
-from bench.baselines import BatchALS, Popularity
+from bench.baselines import BatchALS, ItemKNN, Popularity
 from models import ModelConfig, Recommender
 from models.event import Event
 from models.ids import item_key
@@ -47,16 +48,24 @@ def evaluate(
     config: ModelConfig | None = None,
     progress: Callable[[int, int], None] | None = None,
     window: int = 5000,
+    ablations: bool = False,
 ) -> dict:
     """Run the prequential protocol; return per-model figures and rolling HR@k curves."""
     cfg = config or ModelConfig()
-    fresh = _Freshrec(cfg)
-    baselines: dict[str, Popularity | BatchALS] = {
+    ours = {"freshrec": _Freshrec(cfg)}
+    if ablations:
+        ours["freshrec_no_mf"] = _Freshrec(replace(cfg, w_mf=0.0))
+        ours["freshrec_no_cooc"] = _Freshrec(replace(cfg, w_cooc=0.0))
+        ours["freshrec_no_pop"] = _Freshrec(replace(cfg, w_pop=0.0))
+    baselines: dict[str, Popularity | ItemKNN | BatchALS] = {
         "popularity": Popularity(),
         "decayed_popularity": Popularity(half_life=cfg.half_life_s),
+        "item_knn": ItemKNN(last=5),
+        "item_knn_popularity": ItemKNN(last=5, pop_weight=0.1, half_life=cfg.half_life_s),
         "batch_mf": BatchALS(every=batch_every),
+        "als_fold_in": BatchALS(every=batch_every, fold_in=True),
     }
-    names = ["freshrec", *baselines]
+    names = [*ours, *baselines]
     n = len(events)
     hits_k = {m: np.zeros(n, dtype=np.bool_) for m in names}
     hits_20 = {m: np.zeros(n, dtype=np.bool_) for m in names}
@@ -70,13 +79,14 @@ def evaluate(
         u = user_ids.setdefault(ev.user, len(user_ids))
         i = item_ids.setdefault(ev.item, len(item_ids))
         # Timed: what the model does per event (rank, then learn); scoring is not.
-        t0 = time.perf_counter()
-        top = fresh.top(ev.user, K_MAX)
-        t1 = time.perf_counter()
-        _score("freshrec", t, top, item_key(ev.item), k, hits_k, hits_20, rr, shown)
-        t2 = time.perf_counter()
-        fresh.learn(ev)
-        spent["freshrec"] += (t1 - t0) + (time.perf_counter() - t2)
+        for name, fresh in ours.items():
+            t0 = time.perf_counter()
+            top = fresh.top(ev.user, K_MAX)
+            t1 = time.perf_counter()
+            _score(name, t, top, item_key(ev.item), k, hits_k, hits_20, rr, shown)
+            t2 = time.perf_counter()
+            fresh.learn(ev)
+            spent[name] += (t1 - t0) + (time.perf_counter() - t2)
         for name, model in baselines.items():
             t0 = time.perf_counter()
             top = model.top(u, K_MAX)
@@ -150,7 +160,9 @@ def plot(curves: dict[str, list[float]], k: int, window: int, path: Path, title:
     plt.close(fig)
 
 
-def run_eval(data: str, fmt: str, k: int, as_json: bool, plot_path: str, batch_every: int) -> int:
+def run_eval(
+    data: str, fmt: str, k: int, as_json: bool, plot_path: str, batch_every: int, ablations: bool = False
+) -> int:
     events = read_events(data, fmt)
     print(f"freshrec eval: {data}: {len(events):,} events, prequential, k={k}", file=sys.stderr)
     window = max(min(5000, len(events) // 10), 1)
@@ -160,11 +172,12 @@ def run_eval(data: str, fmt: str, k: int, as_json: bool, plot_path: str, batch_e
         batch_every=batch_every,
         progress=_progress if sys.stderr.isatty() or len(events) > 20000 else None,
         window=window,
+        ablations=ablations,
     )
     cols = [f"hr@{k}", "hr@20", "mrr@20", f"hr@{k}_second_half", "coverage", "events_per_s"]
-    print(f"{'model':<20}" + "".join(f"{c:>18}" for c in cols))
+    print(f"{'model':<22}" + "".join(f"{c:>18}" for c in cols))
     for name, row in res["models"].items():
-        print(f"{name:<20}" + "".join(f"{('-' if row[c] is None else row[c]):>18}" for c in cols))
+        print(f"{name:<22}" + "".join(f"{('-' if row[c] is None else row[c]):>18}" for c in cols))
     if plot_path:
         plot(res["curves"], k, window, Path(plot_path), f"Prequential HR@{k} on {Path(data).name}")
         print(f"plot: {plot_path}")

@@ -148,7 +148,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from operators.datasets import DataError
 
     try:
-        return run_eval(args.data, args.format, args.k, args.json, args.plot, args.batch_every)
+        return run_eval(args.data, args.format, args.k, args.json, args.plot, args.batch_every, args.ablations)
     except DataError as ex:
         return fail(str(ex))
 
@@ -264,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="last line: one JSON object with every figure")
     p.add_argument("--plot", default="bench/out/eval_hr.png", help="PNG of HR@k over the stream")
     p.add_argument("--batch-every", type=int, default=5000, help="events between retrains of the batch MF baseline")
+    p.add_argument("--ablations", action="store_true", help="also freshrec without its MF, co-occurrence, popularity")
 
     p = add("replay", cmd_replay, "Produce a log or a synthetic stream to Kafka at a target rate.")
     p.add_argument("path", nargs="?")
