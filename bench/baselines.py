@@ -108,6 +108,49 @@ class ItemKNN:
         self.fallback.learn(u, i, w, ts)
 
 
+class FunkMFAlone:
+    """River's ``FunkMF`` on its own: each event a positive (1.0) and ``negatives`` sampled items as 0.0.
+
+    Negatives are drawn uniformly from the items seen so far (not the
+    user's own). The list ranks every item by ``p_u . q_i``; a user the
+    model has not met yet gets the popular list.
+    """
+
+    def __init__(self, factors: int = 32, lr: float = 0.05, l2: float = 0.01, negatives: int = 1, seed: int = 0):
+        from river import optim, reco
+
+        self.model = reco.FunkMF(n_factors=factors, optimizer=optim.SGD(lr), l2=l2, seed=seed)
+        self.negatives = negatives
+        self.rng = np.random.default_rng(seed)
+        self.vectors = np.zeros((0, factors))
+        self.n = 0
+        self.fallback = Popularity()
+
+    def top(self, u: int, k: int) -> np.ndarray:
+        if u not in self.model.u_latents or not self.n:
+            return self.fallback.top(u, k)
+        scores = self.vectors[: self.n] @ self.model.u_latents[u]
+        n_seen = len(self.fallback.seen.items.get(u, ()))
+        kk = min(k + n_seen, scores.size)
+        part = np.argpartition(-scores, kk - 1)[:kk]
+        return self.fallback.seen.filter(u, part[np.argsort(-scores[part])], k)
+
+    def learn(self, u: int, i: int, w: float, ts: float) -> None:
+        if i >= self.n:
+            self.n = i + 1
+            self.vectors = grow(self.vectors, self.n)
+        touched = [i]
+        self.model.learn_one(u, i, 1.0)
+        mine = self.fallback.seen.items.get(u, set())
+        for j in self.rng.integers(0, self.n, self.negatives).tolist():
+            if j != i and j not in mine:
+                self.model.learn_one(u, j, 0.0)
+                touched.append(j)
+        for j in touched:
+            self.vectors[j] = self.model.i_latents[j]
+        self.fallback.learn(u, i, w, ts)
+
+
 class BatchALS:
     """Implicit ALS (Hu, Koren, Volinsky 2008) retrained from scratch every ``every`` events.
 

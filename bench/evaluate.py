@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from bench.baselines import BatchALS, ItemKNN, Popularity
+from bench.baselines import BatchALS, FunkMFAlone, ItemKNN, Popularity
 from models import ModelConfig, Recommender
 from models.event import Event
 from models.ids import item_key
@@ -57,13 +57,14 @@ def evaluate(
         ours["freshrec_no_mf"] = _Freshrec(replace(cfg, w_mf=0.0))
         ours["freshrec_no_cooc"] = _Freshrec(replace(cfg, w_cooc=0.0))
         ours["freshrec_no_pop"] = _Freshrec(replace(cfg, w_pop=0.0))
-    baselines: dict[str, Popularity | ItemKNN | BatchALS] = {
+    baselines: dict[str, Popularity | ItemKNN | FunkMFAlone | BatchALS] = {
         "popularity": Popularity(),
         "decayed_popularity": Popularity(half_life=cfg.half_life_s),
         "item_knn": ItemKNN(last=5),
         "item_knn_popularity": ItemKNN(last=5, pop_weight=0.1, half_life=cfg.half_life_s),
         "batch_mf": BatchALS(every=batch_every),
         "als_fold_in": BatchALS(every=batch_every, fold_in=True),
+        "funk_mf": FunkMFAlone(),
     }
     names = [*ours, *baselines]
     n = len(events)
