@@ -140,7 +140,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from flows.demo import run_demo
 
-    return run_demo(args.data, args.format, args.events)
+    return run_demo(args.data, args.format, args.events, args.rate)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -225,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="a MovieLens u.data / ratings.csv, CSV or JSONL log instead of the synthetic stream")
     p.add_argument("--format", default="auto", choices=("auto", "movielens", "csv", "jsonl"))
     p.add_argument("--events", type=int, default=60_000, help="synthetic events (default 60000)")
+    p.add_argument("--rate", type=float, default=0.0, help="messages per second (default 0: as fast as the flow goes)")
 
     p = add("run", cmd_run, "Consume a Kafka topic and keep every user's list in Redis current.")
     Settings.add_arguments(p, exclude=SERVE_ONLY)

