@@ -77,7 +77,10 @@ class _Reader(StatefulSourcePartition[Message, int]):
         if self._rate > 0:
             due = int((time.monotonic() - self._start) * self._rate) - self._sent
             if due <= 0:
-                self._awake = datetime.now(UTC) + timedelta(seconds=min(n, 64) / self._rate)
+                # Wake when the next message is due, as a Kafka source polls what has arrived: sleeping
+                # for 64 messages' worth made batches of 64 at any rate, and every event of a user's
+                # session in one batch then was checked against the list served before it.
+                self._awake = datetime.now(UTC) + timedelta(seconds=max(1.0 / self._rate, 0.001))
                 return []
             n = min(n, due)
         self._awake = None

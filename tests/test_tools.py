@@ -116,3 +116,20 @@ def test_the_demo_runs_the_flow_end_to_end_with_simulated_shoppers() -> None:
     assert ctr and 0 < float(ctr.group(1)) <= 1 and 0 <= float(ctr.group(2)) <= 1
     assert int(ctr.group(3).replace(",", "")) > 500
     assert out.count("    before: ") == 3 and "unknown user -> popular list: ['" in out
+
+
+def test_the_paced_in_process_source_sends_what_is_due_not_batches_of_64() -> None:
+    from operators.local_io import EventSource
+
+    events = list(synthetic_events(SyntheticConfig(users=50, items=50, events=400, seed=2)))
+    reader = EventSource(lambda: iter(events), batch=500, rate=1000.0).build_part("s", "0", None)
+    sizes: list[int] = []
+    start = time.monotonic()
+    while sum(sizes) < len(events):
+        awake = reader.next_awake()
+        if awake is not None:
+            time.sleep(max((awake.timestamp() - time.time()), 0.0))
+        sizes.append(len(reader.next_batch()))
+    took = time.monotonic() - start
+    assert 0.3 < took < 1.5  # 400 messages at 1,000/s
+    assert max(sizes) <= 20, sizes  # a Kafka-like poll: what arrived since the last one
