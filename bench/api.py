@@ -37,7 +37,7 @@ import orjson
 import redis
 from kafka import KafkaProducer
 
-from bench.services import ROOT, free_ports, stop_process
+from bench.services import ROOT, free_ports, say, stop_process
 from state.keys import popular_key, user_key
 from state.redis_store import payload
 
@@ -56,10 +56,6 @@ class ApiPlan:
         return cls(runs=1, seconds=8.0) if quick else cls(runs=3, seconds=15.0)
 
 
-def _say(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
 def oha_path() -> str:
     """The oha binary, installed with cargo on first use."""
     found = shutil.which("oha") or shutil.which(str(Path.home() / ".cargo/bin/oha"))
@@ -67,7 +63,7 @@ def oha_path() -> str:
         return found
     if not shutil.which("cargo"):
         raise RuntimeError("bench --api needs the load generator oha: install Rust's cargo, then `cargo install oha`")
-    _say("installing the load generator oha (cargo install oha, once, a few minutes)")
+    say("installing the load generator oha (cargo install oha, once, a few minutes)")
     subprocess.run(["cargo", "install", "oha", "--locked"], check=True, capture_output=True)
     return str(Path.home() / ".cargo/bin/oha")
 
@@ -175,7 +171,7 @@ def run_api(plan: ApiPlan, kafka: str, redis_url: str, workdir: Path) -> dict:
                 log.close()
             rows[workers]["gets"].append(got["gets"])
             rows[workers]["posts"].append(got["post"])
-            _say(f"run {r + 1}, {workers} worker(s): {got}")
+            say(f"run {r + 1}, {workers} worker(s): {got}")
     return {"api": [_summary(plan, w, rows[w]["gets"], rows[w]["posts"]) for w in plan.workers]}
 
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import threading
 import time
 import uuid
@@ -47,6 +46,7 @@ import orjson
 from kafka import KafkaProducer
 
 from bench.measure import Process, quantiles, settle, start_flow
+from bench.services import say
 from models import ModelConfig, Recommender
 from models.ids import item_key
 from operators.kafka_io import ensure_topics
@@ -82,7 +82,7 @@ def stream(items: int, events: int, seed: int) -> SyntheticConfig:
 
 
 def _say(msg: str) -> None:
-    print(f"[catalogue {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+    say(msg, "catalogue")
 
 
 def in_process(items: int, plan: CataloguePlan, config: ModelConfig | None = None) -> dict[str, float]:

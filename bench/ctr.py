@@ -11,13 +11,12 @@ and coverage of each list, side by side.
 
 from __future__ import annotations
 
-import sys
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.measure import drain, replay, start_flow, wait_replay
+from bench.services import say
 from flows.report import read_topic, report
 from state.metrics import total
 
@@ -31,10 +30,6 @@ class CtrPlan:
         return cls(events=20_000 if quick else 100_000)
 
 
-def _say(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
 def run_ctr(plan: CtrPlan, kafka: str, redis_url: str, workdir: Path) -> dict:
     tag = uuid.uuid4().hex[:8]
     topic, ns = f"bench.ctr.{tag}", f"bctr{tag}"
@@ -43,7 +38,7 @@ def run_ctr(plan: CtrPlan, kafka: str, redis_url: str, workdir: Path) -> dict:
     try:
         shoppers = ("--shoppers", "5", "--users", "5000", "--items", "2000", "--redis-url", redis_url)
         out = wait_replay(replay(kafka, topic, 1000, plan.events, seed=53, extra=(*shoppers, "--namespace", ns)))
-        _say(out)
+        say(out)
         drain(flow, plan.events, timeout=300)
         samples = flow.samples()
     finally:
@@ -66,5 +61,5 @@ def run_ctr(plan: CtrPlan, kafka: str, redis_url: str, workdir: Path) -> dict:
     user, popular = result["report"].get("user", {}), result["report"].get("popular", {})
     if user.get("ctr") and popular.get("ctr"):
         result["ctr_ratio"] = round(user["ctr"] / popular["ctr"], 2)
-    _say(f"CTR user lists {user.get('ctr')}, popular list {popular.get('ctr')}; live {result['live_ctr']}")
+    say(f"CTR user lists {user.get('ctr')}, popular list {popular.get('ctr')}; live {result['live_ctr']}")
     return result

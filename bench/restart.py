@@ -25,7 +25,6 @@ The run's Redis keys are deleted at the end.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 import uuid
@@ -37,6 +36,7 @@ import redis
 from kafka import KafkaProducer
 
 from bench.measure import Process, drain, start_flow
+from bench.services import say
 from models.event import Event
 from operators.kafka_io import ensure_topics
 from operators.local_io import event_json
@@ -128,7 +128,7 @@ def measure(kafka: str, redis_url: str, users: int, per_user: int, workdir: Path
 
 
 def _say(msg: str) -> None:
-    print(f"[restart {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+    say(msg, "restart")
 
 
 def main() -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import statistics
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -32,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.measure import Process, drain, probe_latency, quantiles, replay, settle, start_flow, wait_replay
+from bench.services import say
 from bench.stages import measure as stage_costs
 from state.metrics import total
 
@@ -55,7 +55,7 @@ class ScalePlan:
 
 
 def _say(msg: str) -> None:
-    print(f"[scale {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+    say(msg, "scale")
 
 
 def _replay(kafka: str, topic: str, rate: float, limit: int, seed: int, users: int = 100_000) -> subprocess.Popen:

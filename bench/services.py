@@ -11,6 +11,8 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,3 +72,8 @@ def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: flo
             proc.kill()
             proc.wait()
     return proc.returncode
+
+
+def say(msg: str, who: str = "bench") -> None:
+    """One progress line of a benchmark on stderr: ``[who HH:MM:SS] msg``."""
+    print(f"[{who} {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)

@@ -56,7 +56,7 @@ from bench.catalogue import CataloguePlan, run_catalogue
 from bench.ctr import CtrPlan, run_ctr
 from bench.measure import Process, drain, fixed_rate, read_latency, replay, start_flow, wait_replay
 from bench.scale import ScalePlan, run_scale
-from bench.services import ROOT, free_ports
+from bench.services import ROOT, free_ports, say
 
 
 @dataclass(frozen=True)
@@ -77,10 +77,6 @@ class Plan:
         return cls(runs=runs or 3, backlog=150_000, baseline_backlog=20_000, stage_s=20.0, restart_users=1_000_000)
 
 
-def _say(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
 def _machine() -> str:
     cpuinfo, meminfo = Path("/proc/cpuinfo").read_text(), Path("/proc/meminfo").read_text()
     cpu = next(
@@ -94,7 +90,7 @@ def _machine() -> str:
 def _services(kafka: str | None, redis_url: str | None, workdir: Path) -> tuple[str, str, bool]:
     if kafka and redis_url:
         return kafka, redis_url, False
-    _say("starting Kafka and Redis (scripts/services.sh)")
+    say("starting Kafka and Redis (scripts/services.sh)")
     env = services.start(workdir)
     return env["FRESHREC_KAFKA"], env["FRESHREC_REDIS_URL"], True
 
@@ -155,7 +151,7 @@ def run_bench(
 
 def _stages(plan: Plan, kafka: str, redis_url: str, workdir: Path) -> dict:
     runs = [_one_run(plan, kafka, redis_url, workdir, r) for r in range(plan.runs)]
-    _say(f"memory and snapshot at {', '.join(f'{u:,}' for u in plan.memory_users)} users")
+    say(f"memory and snapshot at {', '.join(f'{u:,}' for u in plan.memory_users)} users")
     out = subprocess.run(
         [sys.executable, "-m", "bench.memory", "--users", ",".join(map(str, plan.memory_users))],
         cwd=ROOT,
@@ -164,7 +160,7 @@ def _stages(plan: Plan, kafka: str, redis_url: str, workdir: Path) -> dict:
         check=True,
     )
     memory = orjson.loads(out.stdout.strip().splitlines()[-1])
-    _say(f"restart with {plan.restart_users:,} users of recovered state")
+    say(f"restart with {plan.restart_users:,} users of recovered state")
     out = subprocess.run(
         [
             sys.executable,
@@ -190,19 +186,19 @@ def _one_run(plan: Plan, kafka: str, redis_url: str, workdir: Path, r: int) -> d
     tag = uuid.uuid4().hex[:8]
     topic, ns = f"bench.{tag}", f"bench{tag}"
     seed = 100 + r
-    _say(f"run {r + 1}/{plan.runs}: producing a backlog of {plan.backlog:,} events")
+    say(f"run {r + 1}/{plan.runs}: producing a backlog of {plan.backlog:,} events")
     wait_replay(replay(kafka, topic, 0, plan.backlog, seed))
     recovery = ("--recovery-dir", str(workdir / f"recovery-{tag}"), "--snapshot-interval-s", "5")
     flow = start_flow(kafka, topic, redis_url, ns, workdir, f"freshrec-{tag}", *recovery)
     try:
         eps, series = drain(flow, plan.backlog)
-        _say(f"freshrec drained at {eps:,.0f} events/s (started in {flow.startup_s:.1f} s)")
+        say(f"freshrec drained at {eps:,.0f} events/s (started in {flow.startup_s:.1f} s)")
         fresh = []
         for rate in (1000.0, 5000.0, round(eps / 2, -2)):
             fresh.append(fixed_rate(flow, kafka, topic, rate, plan.stage_s, seed + int(rate)))
-            _say(f"freshrec at {rate:,.0f}/s: p50 {fresh[-1]['p50']} ms, p99 {fresh[-1]['p99']} ms")
+            say(f"freshrec at {rate:,.0f}/s: p50 {fresh[-1]['p50']} ms, p99 {fresh[-1]['p99']} ms")
         reads = read_latency(flow, kafka, redis_url, ns, topic, plan.stage_s, seed + 7)
-        _say(
+        say(
             f"reads at {reads['reads_per_s']:,}/s (target {reads['target_per_s']:,}): "
             f"p50 {reads['p50']} ms, p99 {reads['p99']} ms"
         )
@@ -210,7 +206,7 @@ def _one_run(plan: Plan, kafka: str, redis_url: str, workdir: Path, r: int) -> d
         flow.stop()
 
     btopic = f"bench.{tag}.naive"
-    _say(f"naive baseline: backlog of {plan.baseline_backlog:,} events")
+    say(f"naive baseline: backlog of {plan.baseline_backlog:,} events")
     wait_replay(replay(kafka, btopic, 0, plan.baseline_backlog, seed))
     port = free_ports(1)
     naive = Process(
@@ -235,12 +231,12 @@ def _one_run(plan: Plan, kafka: str, redis_url: str, workdir: Path, r: int) -> d
     )
     try:
         b_eps, b_series = drain(naive, plan.baseline_backlog)
-        _say(f"naive drained at {b_eps:,.0f} events/s")
+        say(f"naive drained at {b_eps:,.0f} events/s")
         b_fresh = []
         for rate in (1000.0, 5000.0):
             b_fresh.append(fixed_rate(naive, kafka, btopic, rate, plan.stage_s, seed + int(rate)))
             b = b_fresh[-1]
-            _say(f"naive at {rate:,.0f}/s: p50 {b['p50']} ms, p99 {b['p99']} ms, caught up: {b['caught_up']}")
+            say(f"naive at {rate:,.0f}/s: p50 {b['p50']} ms, p99 {b['p99']} ms, caught up: {b['caught_up']}")
     finally:
         naive.stop()
     return {

@@ -103,7 +103,7 @@ def cmd_catalogue(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     """Impressions, click-through, conversion and coverage of what was shown, from a log or a topic."""
     from flows.report import ReportError, plot, read_topic, report, table, when
-    from operators.catalogue import parse_item, read_file
+    from operators.catalogue import read_items
     from operators.datasets import DataError, jsonl_records
     from operators.kafka_io import ServiceError
     from operators.parse import Rejected
@@ -114,8 +114,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         since, until = when(args.since), when(args.until)
         categories: dict[str, str] = {}
         if args.items:
-            for row in read_file(args.items):
-                got = parse_item(None, orjson.dumps(row) if isinstance(row, dict) else row.encode())
+            for _, _, got in read_items(args.items):
                 if not isinstance(got, Rejected):
                     categories[got.item] = got.category
         by = tuple(g for g in args.by.split(",") if g)

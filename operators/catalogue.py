@@ -248,6 +248,13 @@ def read_file(path: str) -> Iterator[dict[str, Any] | str]:
             yield doc
 
 
+def read_items(path: str) -> Iterator[tuple[int, bytes, ItemInfo | Rejected]]:
+    """Each row of a catalogue file: its number, its message value, and the item (or why not)."""
+    for line, row in enumerate(read_file(path), 1):
+        value = orjson.dumps(row) if isinstance(row, dict) else row.encode()
+        yield line, value, parse_item(None, value)
+
+
 def load(path: str, brokers: str, topic: str, extra: Mapping[str, Any] | None = None) -> tuple[int, list[str]]:
     """Produce the catalogue file at ``path`` to ``topic`` (created compacted); (items sent, problems)."""
     ensure_topics(brokers, {topic: 1}, extra, configs={topic: COMPACTED})
@@ -258,9 +265,7 @@ def load(path: str, brokers: str, topic: str, extra: Mapping[str, Any] | None = 
     sent, problems = 0, []
     started = time.monotonic()
     try:
-        for line, row in enumerate(read_file(path), 1):
-            value = orjson.dumps(row) if isinstance(row, dict) else row.encode()
-            got = parse_item(None, value)
+        for line, value, got in read_items(path):
             if isinstance(got, Rejected):
                 problems.append(f"{path} row {line}: {got.detail}")
                 continue
