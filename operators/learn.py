@@ -66,6 +66,7 @@ class LearnerLogic(StatefulBatchLogic[ToLearn, tuple[str, Broadcast], Manifest |
         self._last = -float("inf")
         self._gauges()
 
+    @metrics.timed("learner", "on_batch")
     def on_batch(self, batches: list[ToLearn]) -> tuple[list[tuple[str, Broadcast]], bool]:
         for message in batches:
             self.learner.learn_batch(message.batch)
@@ -75,6 +76,7 @@ class LearnerLogic(StatefulBatchLogic[ToLearn, tuple[str, Broadcast], Manifest |
             return self._flush(), StatefulBatchLogic.RETAIN
         return [], StatefulBatchLogic.RETAIN
 
+    @metrics.timed("learner", "on_notify")
     def on_notify(self) -> tuple[list[tuple[str, Broadcast]], bool]:
         return self._flush(), StatefulBatchLogic.RETAIN
 

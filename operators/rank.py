@@ -112,6 +112,7 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
         self._popular_due = False
         self._next_refresh = datetime.now(UTC) + timedelta(seconds=serve.refresh_s)
 
+    @metrics.timed("rank", "on_batch")
     def on_batch(self, values: list[RankBatch | Broadcast]) -> tuple[list[ListWrite], bool]:
         batches = self._waiting
         for v in values:
@@ -203,6 +204,7 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
             _HITS.add(hits)
         return writes
 
+    @metrics.timed("rank", "on_notify")
     def on_notify(self) -> tuple[list[ListWrite], bool]:
         writes = []
         if self.ranker.ready:

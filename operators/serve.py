@@ -15,6 +15,7 @@ class _Writer(StatelessSinkPartition[ListWrite]):
         self._redis = RedisWriter(url)
         self._namespace = namespace
 
+    @metrics.timed("redis", "write_batch")
     def write_batch(self, items: list[ListWrite]) -> None:
         ns = self._namespace
         self._redis.write(w.key_value(ns) for w in items)

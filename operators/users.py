@@ -147,6 +147,7 @@ class UserShardLogic(StatefulBatchLogic[EventBatch, ToLearn | RankBatch, Manifes
         if self._snapshots is not None:
             self._journal = self._snapshots.journal(f"users-{shard}", shard=shard)
 
+    @metrics.timed("users", "on_batch")
     def on_batch(self, batches: list[EventBatch]) -> tuple[list[ToLearn | RankBatch], bool]:
         events = [e for b in batches for e in b.events]
         if self.shard < 0:
