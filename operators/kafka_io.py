@@ -12,7 +12,6 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -26,7 +25,7 @@ from state import metrics
 
 log = logging.getLogger(__name__)
 
-_IDLE = timedelta(milliseconds=5)  # how long an idle partition sleeps between polls
+_WAIT_MS = 5  # how long a poll with nothing to return waits for records in flight
 
 
 class ServiceError(RuntimeError):
@@ -75,15 +74,19 @@ class _PartitionReader(StatefulSourcePartition[Message, int | None]):
             self._consumer.seek(self._tp, resume)
         self._next: int | None = resume
         self._max = max_records
-        self._awake: datetime | None = None
         self._lag = metrics.LAG.labels(str(partition))
         self._lag_at = 0.0
         self._brokers = ",".join(config["bootstrap_servers"])
         self._outage_since: float | None = None
         self._connected = False  # no outage before the first connection
 
+    @metrics.timed("input", "next_batch")
     def next_batch(self) -> list[Message]:
-        records = self._consumer.poll(timeout_ms=0, max_records=self._max).get(self._tp, ())
+        # Every poll costs the worker about 1 ms (kafka-python hands it to its
+        # network thread), empty or not. So a poll waits, off the CPU, up to
+        # _WAIT_MS for the fetch in flight; it returns as soon as records are
+        # there. Sleeping and polling again cost twice the polls (bench/RESULTS.md).
+        records = self._consumer.poll(timeout_ms=_WAIT_MS, max_records=self._max).get(self._tp, ())
         now = time.monotonic()
         if now - self._lag_at > 1.0:
             self._lag_at = now
@@ -92,9 +95,7 @@ class _PartitionReader(StatefulSourcePartition[Message, int | None]):
             if high is not None and self._next is not None:
                 self._lag.set(max(high - self._next, 0))
         if not records:
-            self._awake = datetime.now(UTC) + _IDLE
             return []
-        self._awake = None
         self._next = records[-1].offset + 1
         return [Message(r.value, r.timestamp / 1000.0) for r in records]
 
@@ -117,9 +118,6 @@ class _PartitionReader(StatefulSourcePartition[Message, int | None]):
             metrics.OUTAGE.labels("kafka").set(0)
             log.warning("Kafka at %s is back after %.1f s", self._brokers, now - self._outage_since)
             self._outage_since = None
-
-    def next_awake(self) -> datetime | None:
-        return self._awake
 
     def snapshot(self) -> int | None:
         return self._next
