@@ -4,7 +4,7 @@
 start the same process: both call :func:`prepare`, which serves this
 process's metrics (port ``metrics_port + process id``), creates the
 topics, initialises this process's share of the recovery partitions and
-sets the garbage collector. The BLAS thread count is set on import of the
+sets the garbage collector (:func:`tune_gc`). The BLAS thread count is set on import of the
 ``flows`` package, before numpy loads.
 """
 
@@ -14,6 +14,8 @@ import gc
 import logging
 import os
 import sys
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -118,10 +120,49 @@ def prepare(settings: Settings, topology: Topology, environ: Mapping[str, str] |
                 f"cannot serve metrics on {settings.metrics_host}:{port} ({ex.strerror}); pass another --metrics-port "
                 "(process i of a cluster serves on PORT+i) or 0 for none"
             ) from ex
-    # The model is millions of small objects (seen rings, co-occurrence
-    # rows) and makes no reference cycles; collecting young objects every
-    # 100,000 allocations instead of 700 gave the drain 3% (bench/RESULTS.md).
+    tune_gc(settings.gc_freeze_s)
+
+
+_FREEZER: list[threading.Thread] = []
+
+
+def tune_gc(every_s: float) -> None:
+    """Keep the garbage collector's pauses short, time every collection, once per process.
+
+    The model lives in a few huge lists and dicts and millions of small
+    objects, and makes no reference cycles. A full collection walks all of
+    them: about 140 ms with 1M users of state, a stall of the whole flow
+    (bench/RESULTS.md). So every ``every_s`` a thread collects the young
+    generations (cheap: only what was allocated since) and freezes the
+    survivors (``gc.freeze``): they are still freed by reference counting
+    but never walked again, and a full collection only sees the objects of
+    the last second. Cyclic garbage made of objects older than a second is
+    not reclaimed; the flow makes none (``every_s`` 0: no freezing). Collecting young objects every
+    100,000 allocations instead of 700 gave the drain 3% (bench/RESULTS.md).
+    """
+    if _FREEZER:
+        return
+    from state.metrics import GC_SECONDS
+
+    started: dict[int, float] = {}
+
+    def timed(phase: str, info: dict) -> None:
+        if phase == "start":
+            started[threading.get_ident()] = time.perf_counter()
+        elif (t0 := started.pop(threading.get_ident(), None)) is not None:
+            GC_SECONDS.labels(str(info["generation"])).observe(time.perf_counter() - t0)
+
+    def freeze() -> None:
+        while True:
+            time.sleep(every_s)
+            gc.collect(1)
+            gc.freeze()
+
     gc.set_threshold(100_000, 50, 100)
+    gc.callbacks.append(timed)
+    _FREEZER.append(threading.Thread(target=freeze, name="freshrec-gc-freeze", daemon=True))
+    if every_s:
+        _FREEZER[0].start()
 
 
 def epoch_interval(settings: Settings) -> timedelta:

@@ -87,6 +87,10 @@ class Settings:
         default=0.15,
         metadata={"help": "users of the learner's worker (worker 0) relative to another worker's, in (0, 1]"},
     )
+    gc_freeze_s: float = field(
+        default=1.0,
+        metadata={"help": "seconds between freezes of the model's objects out of the garbage collector (0: off)"},
+    )
     max_batch: int = field(
         default=4096, metadata={"help": "most events per poll, learned as one batch (a user in it is ranked once)"}
     )
@@ -133,6 +137,8 @@ class Settings:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{_env(name)}={value} must be a number of seconds > 0")
+        if not (math.isfinite(self.gc_freeze_s) and self.gc_freeze_s >= 0):
+            raise ValueError(f"FRESHREC_GC_FREEZE_S={self.gc_freeze_s} must be a number of seconds >= 0 (0: off)")
 
     @property
     def dlq_topic(self) -> str:
