@@ -235,9 +235,9 @@ def _scale_lines(sc: dict) -> list[str]:
         "",
         (
             f"One process with {fresh['users']:,} users of state at 1,000 events/s: freshness p50 {fresh['p50']} ms, "
-            f"p99 {fresh['p99']} ms; longest pause (probe events every 50 ms) {fresh['max_pause_ms']} ms; "
-            f"flow-measured worst freshness under {fresh['freshness_max_bucket_ms']} ms, longest snapshot under "
-            f"{fresh['snapshot_max_bucket_ms']} ms. The learner alone (bench/stages.py): "
+            f"p99 {fresh['p99']} ms; longest pause (the longest call holding the worker) under "
+            f"{fresh['max_pause_ms']} ms {fresh['longest_call_ms']}; probe events every 50 ms, end to end: "
+            f"p99 {fresh['probe_p99_ms']} ms, worst {fresh['probe_max_ms']} ms. The learner alone (bench/stages.py): "
             f"{sc['single_writer_ceiling_eps']:,} events/s; per-event costs (us): {sc['stage_costs_us']}."
         ),
         "",

@@ -10,10 +10,15 @@ On real Kafka (topics of 2 partitions) and Redis, every flow with
   synthetic stream (5,000 users, so that most events have a list to check)
   produced at 1,000 events/s while each runs (hits and checks summed over
   the processes);
-- ``freshness_recovery_ms``: one process holding 1M users of state (and
-  their histories), at 1,000 events/s: freshness p50/p99 from the flow's
-  histogram, and the longest pause, the worst of probe events sent every
-  50 ms and timed until their user's list shows them in Redis;
+- ``freshness_recovery_ms``: one process holding 1M users of state (every
+  user visited, ``replay --cover-users``, and 2 events each), at 1,000
+  events/s: freshness p50/p99 from the flow's histogram; the longest pause,
+  the longest single call that held the worker (a step, a snapshot or a
+  garbage collection: the upper bound of its histogram bucket, as
+  ``longest_call_ms`` details); and probe events sent every 50 ms and timed
+  until their user's list shows them in Redis (``probe_p99_ms``,
+  ``probe_max_ms``: end-to-end, through the producer, the broker and Redis
+  on the same cores);
 - ``single_writer_ceiling_eps``: the learner alone, in-process
   (``bench/stages.py``), the ceiling of any cluster.
 
@@ -58,8 +63,11 @@ def _say(msg: str) -> None:
     say(msg, "scale")
 
 
-def _replay(kafka: str, topic: str, rate: float, limit: int, seed: int, users: int = 100_000) -> subprocess.Popen:
-    return replay(kafka, topic, rate, limit, seed, extra=("--partitions", "2", "--users", str(users)))
+def _replay(
+    kafka: str, topic: str, rate: float, limit: int, seed: int, users: int = 100_000, cover: bool = False
+) -> subprocess.Popen:
+    extra = ("--partitions", "2", "--users", str(users), *(("--cover-users",) if cover else ()))
+    return replay(kafka, topic, rate, limit, seed, extra=extra)
 
 
 def _flow(kafka: str, topic: str, redis_url: str, workdir: Path, processes: int, name: str) -> Process:
@@ -115,7 +123,7 @@ def freshness_with_state(plan: ScalePlan, kafka: str, redis_url: str, workdir: P
     topic = f"scale.state.{uuid.uuid4().hex[:8]}"
     n = plan.state_users * plan.events_per_user
     _say(f"building {plan.state_users:,} users of state: {n:,} events")
-    wait_replay(_replay(kafka, topic, 0, n, seed=41, users=plan.state_users))
+    wait_replay(_replay(kafka, topic, 0, n, seed=41, users=plan.state_users, cover=True))
     flow = _flow(kafka, topic, redis_url, workdir, 1, "state")
     try:
         eps, _ = drain(flow, n, timeout=3600)
@@ -135,7 +143,10 @@ def freshness_with_state(plan: ScalePlan, kafka: str, redis_url: str, workdir: P
         after = settle(flow)
         p50, p99 = quantiles(_buckets(before), _buckets(after), (0.5, 0.99))
         worst = _max_bucket(_buckets(before), _buckets(after))
-        snapshot_max = _max_bucket(_snapshot_buckets(before), _snapshot_buckets(after))
+        longest = {
+            metric: _max_bucket(*(_summed_buckets(x, f"freshrec_{metric}_seconds") for x in (before, after)))
+            for metric in ("step", "snapshot", "gc")
+        }
     finally:
         flow.stop()
     return {
@@ -143,11 +154,12 @@ def freshness_with_state(plan: ScalePlan, kafka: str, redis_url: str, workdir: P
         "users": int(users),
         "p50": round(p50 * 1000, 1),
         "p99": round(p99 * 1000, 1),
-        "max_pause_ms": probes.get("max_ms"),
+        "max_pause_ms": max((v for v in longest.values() if v is not None), default=None),
+        "longest_call_ms": longest,
         "probe_p99_ms": probes.get("p99_ms"),
+        "probe_max_ms": probes.get("max_ms"),
         "probes": probes.get("probes"),
         "freshness_max_bucket_ms": worst,
-        "snapshot_max_bucket_ms": snapshot_max,
     }
 
 
@@ -160,11 +172,11 @@ def _buckets(samples: list) -> dict[float, float]:
     return {float(lab["le"]): v for n, lab, v in samples if n == "freshrec_freshness_seconds_bucket"}
 
 
-def _snapshot_buckets(samples: list) -> dict[float, float]:
-    """``freshrec_snapshot_seconds`` buckets, the steps summed."""
+def _summed_buckets(samples: list, metric: str) -> dict[float, float]:
+    """The buckets of histogram ``metric``, its labels (steps, generations) summed."""
     edges: dict[float, float] = {}
     for name, lab, value in samples:
-        if name == "freshrec_snapshot_seconds_bucket":
+        if name == f"{metric}_bucket":
             edges[float(lab["le"])] = edges.get(float(lab["le"]), 0.0) + value
     return edges
 

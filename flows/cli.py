@@ -170,7 +170,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     synthetic = None
     if args.synthetic:
         synthetic = SyntheticConfig(
-            users=args.users, items=args.items, topics=args.topics, zipf=args.zipf, events=10**12, seed=args.seed
+            users=args.users,
+            items=args.items,
+            topics=args.topics,
+            zipf=args.zipf,
+            events=10**12,
+            seed=args.seed,
+            cover=args.cover_users,
         )
     shoppers = None
     if args.shoppers and synthetic is not None:
@@ -278,6 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--items", type=int, default=10_000, help="catalogue of --synthetic (default 10000)")
     p.add_argument("--topics", type=int, default=50, help="taste topics of --synthetic (default 50)")
     p.add_argument("--zipf", type=float, default=1.1, help="Zipf exponent of item popularity in --synthetic")
+    p.add_argument(
+        "--cover-users",
+        action="store_true",
+        help="with --synthetic: the first USERS events visit every user once (state for the whole population)",
+    )
     p.add_argument(
         "--shoppers",
         type=int,

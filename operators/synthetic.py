@@ -41,6 +41,9 @@ class SyntheticConfig:
         Same seed, same stream.
     start_ts, rate
         Event time of the first event and events per second of event time.
+    cover
+        The first ``users`` events visit every user once, in id order, so
+        that a warm-up holds state for the whole population.
     """
 
     users: int = 2000
@@ -52,6 +55,7 @@ class SyntheticConfig:
     seed: int = 42
     start_ts: float = 1.7e9
     rate: float = 1000.0
+    cover: bool = False
 
 
 def _zipf_cdf(n: int, s: float) -> np.ndarray:
@@ -89,6 +93,8 @@ def synthetic_events(cfg: SyntheticConfig, chunk: int = 8192) -> Iterator[Event]
         users = np.minimum(np.searchsorted(user_cdf, rng.random(n)), cfg.users - 1)
         # Scramble user ids so activity is not correlated with the id.
         users = (users * 2654435761) % cfg.users
+        if cfg.cover:
+            users = np.where(pos < cfg.users, pos, users)
         main, side = tastes(cfg, users, pos >= half)
         r = rng.random(n)
         topic = np.where(r < cfg.main_share, main, side)

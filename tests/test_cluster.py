@@ -102,6 +102,10 @@ def test_bytewax_run_starts_the_same_process_as_freshrec_run(services, names, tm
         assert wait_for(lambda: client.get(user_key(names["namespace"], "user0")))
         client.close()
         assert (recovery / "part-0.sqlite3").exists() and (recovery / "journal").is_dir()
+        samples = scrape(port)  # the garbage collector and every step are timed
+        steps = {lab["step"] for name, lab, _ in samples if name == "freshrec_step_seconds_count"}
+        assert steps == {"input", "users", "learner", "rank", "redis"}
+        assert wait_for(lambda: total(scrape(port), "freshrec_gc_seconds_count") > 0, timeout=10)  # once a second
     finally:
         proc.terminate()
         proc.wait(30)

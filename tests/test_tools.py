@@ -28,6 +28,16 @@ def test_synthetic_stream_is_deterministic_and_drifts() -> None:
     assert changed > len(users) / 2
 
 
+def test_synthetic_cover_visits_every_user_first() -> None:
+    """``--cover-users``: the first USERS events hold the whole population; without it, a skewed sample."""
+    n = 5000
+    covered = list(synthetic_events(SyntheticConfig(users=n, events=2 * n, seed=3, cover=True)))
+    plain = list(synthetic_events(SyntheticConfig(users=n, events=2 * n, seed=3)))
+    assert {e.user for e in covered[:n]} == {f"u{u}" for u in range(n)}
+    assert len({e.user for e in plain}) < 0.9 * n
+    assert covered[n:] == plain[n:]  # past the cover, the same stream
+
+
 def test_replay_bad_file_names_the_line(tmp_path, services) -> None:
     f = tmp_path / "events.jsonl"
     f.write_text(
