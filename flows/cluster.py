@@ -97,17 +97,16 @@ def bytewax_run_args(argv: Sequence[str] | None = None) -> BytewaxRun | None:
 
 def prepare(settings: Settings, topology: Topology, environ: Mapping[str, str] | None = None) -> None:
     """Set up this process before the flow starts; raise with one actionable line on a misconfiguration."""
+    from operators.catalogue import COMPACTED
     from operators.kafka_io import ensure_topics
     from state import metrics
     from state.recovery import prepare_recovery_dir
     from state.redis_store import connect
 
     connect(settings.redis_url).close()
-    ensure_topics(
-        settings.kafka,
-        {settings.topic: settings.partitions, settings.dlq_topic: settings.partitions},
-        settings.kafka_extra(),
-    )
+    topics = {settings.topic: settings.partitions, settings.dlq_topic: settings.partitions}
+    topics |= {settings.items_topic: 1, settings.items_dlq_topic: 1}
+    ensure_topics(settings.kafka, topics, settings.kafka_extra(), {settings.items_topic: COMPACTED})
     if settings.recovery_dir:
         local = range(topology.first_worker, topology.first_worker + topology.workers_per_process)
         prepare_recovery_dir(Path(settings.recovery_dir), topology.workers, local)

@@ -13,6 +13,8 @@ that worker (``operators/routing.py``); worker 0 also runs the learner::
     input -> route (parse, group by shard) -> users[shard] -+-> learner (one key) -> item deltas -+
                  \\-> dead letters                          |                                   v
                                                             +-------- rank batches -----> rank[shard] -> Redis
+    items (the catalogue topic) -> items_route -> availability, to every ranker ----------------^
+                                      \\-> items dead letters
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from bytewax.outputs import DynamicSink
 
 from flows.cluster import Topology, bytewax_run_args, prepare
 from flows.settings import Settings
+from operators.catalogue import CatalogueSource, ItemMessage, route_items
 from operators.kafka_io import DeadLetterSink, KafkaSource
 from operators.learn import LearnerLogic
 from operators.parse import Message, Rejected
@@ -74,10 +77,12 @@ def build_flow(
     parse_config = s.parse_config()
     topology_meta = {"workers": workers, "shard_bounds": bounds}
     snapshots = Snapshots(Path(s.recovery_dir), topology_meta) if s.recovery_dir else None
+    catalogue = source is None  # the embedded demo has no catalogue topic
     if source is None:
         source = KafkaSource(s.kafka, s.topic, s.kafka_extra(), max_records=s.max_batch)
+    extra = s.kafka_extra()
     if dead_letters is None:
-        dead_letters = DeadLetterSink(s.kafka, s.dlq_topic, s.kafka_extra())
+        dead_letters = DeadLetterSink(s.kafka, s.dlq_topic, extra)
 
     flow = Dataflow("freshrec")
     messages = op.input("input", flow, source)
@@ -98,6 +103,12 @@ def build_flow(
     )
     broadcast = op.map("broadcast", deltas, lambda kv: kv[1])  # (ranker key, delta)
     rank_in = op.merge("rank_in", broadcast, split.falses)
+    if catalogue:
+        items = op.input("items", flow, cast(Source[ItemMessage], CatalogueSource(s.kafka, s.items_topic, extra)))
+        changes = op.flat_map_batch("items_route", items, lambda batch: route_items(batch, keys))
+        items_valid = op.branch("items_valid", changes, _is_rejected)
+        op.output("items_dead_letters", items_valid.trues, DeadLetterSink(s.kafka, s.items_dlq_topic, extra, True))
+        rank_in = op.merge("rank_in_items", rank_in, items_valid.falses)
     writes = op.stateful_batch(
         "rank", cast(op.KeyedStream, rank_in), lambda _resume: RankerLogic(workers, model, serve)
     )

@@ -104,7 +104,8 @@ class Settings:
         default=1800.0, metadata={"help": "seconds from an impression to a click credited to it (live counters)"}
     )
     items_topic: str = field(
-        default="freshrec.items", metadata={"help": "compacted topic of the item catalogue (key = item id)"}
+        default="freshrec.items",
+        metadata={"help": "compacted topic of the item catalogue (key = item id); bad messages go to TOPIC.dlq"},
     )
     host: str = field(default="127.0.0.1", metadata={"help": "address `freshrec serve` listens on"})
     port: int = field(default=8000, metadata={"help": "port of `freshrec serve` (HTTP API and console)"})
@@ -143,6 +144,10 @@ class Settings:
     @property
     def dlq_topic(self) -> str:
         return f"{self.topic}.dlq"
+
+    @property
+    def items_dlq_topic(self) -> str:
+        return f"{self.items_topic}.dlq"
 
     def kafka_extra(self) -> dict[str, Any]:
         """kafka-python settings from the file, then ``--kafka-config`` on top."""
@@ -273,12 +278,10 @@ class Settings:
         return replace(base, **given, model=tuple(model.items()))
 
 
-SERVE_ONLY = (
-    *("items_topic", "host", "port", "http_workers", "api_keys_file", "api_reads", "max_body_bytes", "flow_metrics"),
-)
+SERVE_ONLY = (*("host", "port", "http_workers", "api_keys_file", "api_reads", "max_body_bytes", "flow_metrics"),)
 """Settings of ``freshrec serve`` alone (``freshrec run`` has no such flags)."""
 SERVE = (
-    *("kafka", "topic", "kafka_config", "kafka_config_file", "partitions", "redis_url", "namespace"),
+    *("kafka", "topic", "kafka_config", "kafka_config_file", "partitions", "redis_url", "namespace", "items_topic"),
     *("max_message_bytes", "max_id_bytes", "weights", "config", *SERVE_ONLY),
 )
 """Every setting of ``freshrec serve``."""

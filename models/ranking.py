@@ -76,6 +76,9 @@ class Ranker:
         self._candidates_at = -math.inf
         self._popular_top = np.zeros(0, dtype=np.int64)
         self._trending_top = np.zeros(0, dtype=np.int64)
+        self._blocked_keys: set[int] = set()  # items (keys) the catalogue took away
+        self._blocked = np.zeros(0, dtype=np.bool_)  # the same by dense item, for the first len(...) items
+        self._blocked_idx = np.zeros(0, dtype=np.int64)
 
     @property
     def state(self) -> ItemState:
@@ -88,6 +91,33 @@ class Ranker:
     def uses_index(self) -> bool:
         """Whether user lists come from candidates (the catalogue is past ``exact_max_items`` and an index exists)."""
         return len(self.state) > self.config.exact_max_items and self.index.current is not None
+
+    def set_available(self, blocked: np.ndarray, allowed: np.ndarray) -> None:
+        """Item keys the lists must leave out from now on (``blocked``) or may hold again (``allowed``)."""
+        self._blocked_keys.difference_update(allowed.tolist())
+        self._blocked_keys.update(blocked.tolist())
+        if self._blocked.size:  # the items known so far, by dense id; new ones are looked up as they come
+            for keys, value in ((allowed, False), (blocked, True)):
+                dense = self.state.dense(keys)
+                dense = dense[(dense >= 0) & (dense < self._blocked.shape[0])]
+                self._blocked[dense] = value
+            self._blocked_idx = np.flatnonzero(self._blocked)
+
+    @property
+    def blocked_count(self) -> int:
+        return len(self._blocked_keys)
+
+    def blocked(self) -> np.ndarray:
+        """Dense items the lists must leave out (sorted); computed for new items as the catalogue grows."""
+        if not self._blocked_keys:
+            return self._blocked_idx[:0]
+        keys = self.state.keys.keys
+        n, have = len(self.state), self._blocked.shape[0]
+        if have < n:
+            wanted = np.fromiter(self._blocked_keys, dtype=np.int64, count=len(self._blocked_keys))
+            self._blocked = np.concatenate([self._blocked, np.isin(keys[have:n], wanted)])
+            self._blocked_idx = np.flatnonzero(self._blocked)
+        return self._blocked_idx
 
     def changed(self) -> None:
         """Tell the ranker the factors moved (an applied delta): the index is due for a rebuild."""
@@ -156,6 +186,7 @@ class Ranker:
         score = self.blend.base_scores(b.vectors, None, popularity)
         score[b.co_user, b.co_item] += b.co_val  # a repeated pair carries the same value: exact
         score[b.ex_user, b.ex_item] = -math.inf
+        score[:, self.blocked()] = -math.inf
         tops = top_k_rows(score, k)
         rows = np.repeat(np.arange(len(tops)), [t.shape[0] for t in tops])
         return self.blend.named_many(tops, score[rows, np.concatenate(tops)] if tops else np.zeros(0))
@@ -174,6 +205,7 @@ class Ranker:
         if c.w_cooc and co_val.size and peak[0] > 0:
             row[co_item] += co_val * (c.w_cooc / self.blend.unit()[1] / peak[0])
         row[seen if seen.size else none] = -math.inf
+        row[self.blocked()] = -math.inf
         top = top_finite(row, k)
         return self.blend.named(top, row[top])
 
@@ -242,6 +274,9 @@ class Ranker:
             ex = b.ex_user * n + b.ex_item
             pos = np.minimum(np.searchsorted(key, ex), key.shape[0] - 1)
             score[pos[key[pos] == ex]] = -math.inf
+        blocked = self.blocked()
+        if blocked.size:
+            score[np.isin(item, blocked)] = -math.inf
         starts = np.searchsorted(user, np.arange(users + 1))
         width = int((starts[1:] - starts[:-1]).max()) if users else 0
         table = np.full((users, width), -math.inf, dtype=np.float32)
@@ -291,9 +326,10 @@ class Ranker:
         raw = s.pop.raw()
         if raw.size == 0:
             return EMPTY
-        drop = [d for d in (s.keys.get(item_key(x)) for x in exclude) if d is not None]
-        top = s.pop.top(k + len(drop))
-        if drop:
+        drop = np.array([d for d in (s.keys.get(item_key(x)) for x in exclude) if d is not None], dtype=np.int64)
+        drop = np.union1d(drop, self.blocked())
+        top = s.pop.top(k + drop.shape[0])
+        if drop.size:
             top = top[~np.isin(top, drop)]
         top = top[:k]
         peak = raw[top[0]] if top.size and raw[top[0]] > 0 else 1.0

@@ -9,6 +9,9 @@ Only ``item`` is required (``available`` defaults to true). A tombstone
 (null value) or ``"available": false`` takes the item out of every answer.
 The topic is compacted, so reading it from the beginning gives the
 current catalogue. :func:`parse_item` validates one message;
+:class:`CatalogueSource` and :func:`route_items` bring it into the flow
+(the rankers drop unavailable items, bad messages go to
+``freshrec.items.dlq``);
 :class:`Catalogue` keeps the items in memory, :class:`CatalogueTail` keeps
 a catalogue current from the topic in a background thread, and
 :func:`load` produces a CSV or JSONL file (MovieLens ``movies.csv`` as it
@@ -24,14 +27,17 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import numpy as np
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
-from operators.kafka_io import ServiceError, client_config, ensure_topics
+from models.ids import item_key
+from operators.kafka_io import KafkaSource, ServiceError, client_config, ensure_topics
 from operators.parse import Rejected
+from state import metrics
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +219,61 @@ class CatalogueTail:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+
+
+class ItemMessage(NamedTuple):
+    """One record of the catalogue topic as the flow reads it; ``replayed``: handed over before a restart."""
+
+    key: bytes | None
+    value: bytes | None
+    replayed: bool
+
+
+def _item_message(record: Any, replayed: bool) -> ItemMessage:
+    return ItemMessage(record.key, record.value, replayed)
+
+
+class Availability(NamedTuple):
+    """Catalogue changes for the rankers: item keys (``models.ids.item_key``) now unavailable, and available again."""
+
+    blocked: np.ndarray
+    allowed: np.ndarray
+
+
+class CatalogueSource(KafkaSource):
+    """The catalogue topic, read from its beginning at every start (compacted: that is the current catalogue).
+
+    The rankers keep what it says in memory and snapshot nothing, so a
+    restart reads it all again; the snapshot only marks which records were
+    read before, so their rejections are not dead-lettered twice.
+    """
+
+    def __init__(self, brokers: str, topic: str, extra: Mapping[str, Any] | None = None):
+        super().__init__(brokers, topic, extra, max_records=5000)
+        self.reader = {"rewind": True, "convert": _item_message, "idle_ms": 100}
+
+
+def route_items(batch: list[ItemMessage], rank_keys: list[str]) -> list[Rejected | tuple[str, Availability]]:
+    """Parse catalogue records: rejections (for the items dead-letter topic) and one :class:`Availability` per ranker.
+
+    The last message of an item in the batch wins. A tombstone or
+    ``"available": false`` blocks the item.
+    """
+    out: list[Rejected | tuple[str, Availability]] = []
+    latest: dict[str, bool] = {}
+    for m in batch:
+        got = parse_item(m.key, m.value)
+        if isinstance(got, Rejected):
+            if not m.replayed:
+                out.append(got if got.raw else Rejected(got.reason, got.detail, m.value or b""))
+            continue
+        metrics.CATALOGUE.labels("applied", "").inc()
+        latest[got.item] = got.available
+    if latest:
+        blocked = np.array([item_key(i) for i, ok in latest.items() if not ok], dtype=np.int64)
+        allowed = np.array([item_key(i) for i, ok in latest.items() if ok], dtype=np.int64)
+        out += [(key, Availability(blocked, allowed)) for key in rank_keys]
+    return out
 
 
 def read_file(path: str) -> Iterator[dict[str, Any] | str]:

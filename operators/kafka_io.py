@@ -11,7 +11,8 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -63,41 +64,74 @@ def ensure_topics(
         admin.close()
 
 
-class _PartitionReader(StatefulSourcePartition[Message, int | None]):
-    def __init__(self, config: dict[str, Any], topic: str, partition: int, resume: int | None, max_records: int):
+class _PartitionReader(StatefulSourcePartition[Any, int | None]):
+    """One Kafka partition; ``convert`` None gives the event :class:`Message` of each record.
+
+    ``rewind``: read from the beginning even when resumed (a compacted
+    topic whose reader keeps nothing across restarts); the snapshot then
+    only says which offsets were handed over before, so ``convert`` can
+    tell replayed records (its second argument). ``idle_ms``: poll without
+    waiting and sleep that long when there is nothing (a topic that is
+    mostly idle must not hold the worker).
+    """
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        topic: str,
+        partition: int,
+        resume: int | None,
+        max_records: int,
+        rewind: bool = False,
+        convert: Callable[[Any, bool], Any] | None = None,
+        idle_ms: int = 0,
+    ):
         self._tp = TopicPartition(topic, partition)
         self._consumer = KafkaConsumer(enable_auto_commit=False, group_id=None, **config)
         self._consumer.assign([self._tp])
-        if resume is None:
+        if resume is None or rewind:
             self._consumer.seek_to_beginning(self._tp)
         else:
             self._consumer.seek(self._tp, resume)
         self._next: int | None = resume
+        self._handed = resume if rewind and resume is not None else 0  # offsets below: handed over before a restart
+        self._convert = convert
+        self._idle = timedelta(milliseconds=idle_ms) if idle_ms else None
+        self._awake: datetime | None = None
         self._max = max_records
-        self._lag = metrics.LAG.labels(str(partition))
+        self._lag = metrics.LAG.labels(str(partition)) if convert is None else None
         self._lag_at = 0.0
         self._brokers = ",".join(config["bootstrap_servers"])
         self._outage_since: float | None = None
         self._connected = False  # no outage before the first connection
 
     @metrics.timed("input", "next_batch")
-    def next_batch(self) -> list[Message]:
+    def next_batch(self) -> list[Any]:
         # Every poll costs the worker about 1 ms (kafka-python hands it to its
         # network thread), empty or not. So a poll waits, off the CPU, up to
         # _WAIT_MS for the fetch in flight; it returns as soon as records are
         # there. Sleeping and polling again cost twice the polls (bench/RESULTS.md).
-        records = self._consumer.poll(timeout_ms=_WAIT_MS, max_records=self._max).get(self._tp, ())
+        wait = 0 if self._idle else _WAIT_MS
+        records = self._consumer.poll(timeout_ms=wait, max_records=self._max).get(self._tp, ())
         now = time.monotonic()
-        if now - self._lag_at > 1.0:
+        if self._lag is not None and now - self._lag_at > 1.0:  # the events topic's readers report lag and outages
             self._lag_at = now
             self._check_broker(now)
             high = self._consumer.highwater(self._tp)
             if high is not None and self._next is not None:
                 self._lag.set(max(high - self._next, 0))
         if not records:
+            self._awake = datetime.now(UTC) + self._idle if self._idle else None
             return []
-        self._next = records[-1].offset + 1
-        return [Message(r.value, r.timestamp / 1000.0) for r in records]
+        self._awake = None
+        self._next = max(self._next or 0, records[-1].offset + 1)
+        if self._convert is None:
+            return [Message(r.value, r.timestamp / 1000.0) for r in records]
+        convert, handed = self._convert, self._handed
+        return [convert(r, r.offset < handed) for r in records]
+
+    def next_awake(self) -> datetime | None:
+        return self._awake
 
     def _check_broker(self, now: float) -> None:
         """Report a broker outage once (log line and metric) and its end.
@@ -146,6 +180,7 @@ class KafkaSource(FixedPartitionedSource[Message, int | None]):
         self.topic = topic
         self.config = client_config(brokers, extra or {})
         self.max_records = max_records
+        self.reader: dict[str, Any] = {}  # more _PartitionReader arguments (a subclass's: rewind, convert, idle_ms)
 
     def list_parts(self) -> list[str]:
         try:
@@ -161,13 +196,14 @@ class KafkaSource(FixedPartitionedSource[Message, int | None]):
         return [str(p) for p in sorted(parts)]
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _PartitionReader:
-        return _PartitionReader(self.config, self.topic, int(for_part), resume_state, self.max_records)
+        return _PartitionReader(self.config, self.topic, int(for_part), resume_state, self.max_records, **self.reader)
 
 
 class _DeadLetterWriter(StatelessSinkPartition[Rejected]):
-    def __init__(self, config: dict[str, Any], topic: str):
+    def __init__(self, config: dict[str, Any], topic: str, count: Callable[[str], None]):
         self._producer = KafkaProducer(**config)
         self._topic = topic
+        self._count = count
 
     def write_batch(self, items: list[Rejected]) -> None:
         for r in items:
@@ -177,7 +213,7 @@ class _DeadLetterWriter(StatelessSinkPartition[Rejected]):
         # rejected message that is not durable in the dead-letter topic.
         self._producer.flush()
         for r in items:
-            metrics.EVENTS.labels("rejected", r.reason).inc()
+            self._count(r.reason)
 
     def close(self) -> None:
         self._producer.close()
@@ -190,12 +226,21 @@ class DeadLetterSink(DynamicSink[Rejected]):
     (human-readable) and a ``reason_code`` header (the metric label).
     """
 
-    def __init__(self, brokers: str, topic: str, extra: Mapping[str, Any] | None = None):
+    def __init__(self, brokers: str, topic: str, extra: Mapping[str, Any] | None = None, items: bool = False):
         self.config = client_config(brokers, extra or {})
         self.topic = topic
+        self.items = items  # catalogue messages (freshrec_catalogue_messages_total), not events
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _DeadLetterWriter:
-        return _DeadLetterWriter(self.config, self.topic)
+        return _DeadLetterWriter(self.config, self.topic, _count_item if self.items else _count_event)
+
+
+def _count_event(reason: str) -> None:
+    metrics.EVENTS.labels("rejected", reason).inc()
+
+
+def _count_item(reason: str) -> None:
+    metrics.CATALOGUE.labels("rejected", reason).inc()
 
 
 class KeyTail:

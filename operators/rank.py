@@ -19,10 +19,11 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from bytewax.operators import StatefulBatchLogic
 
-from models.arrays import grow
 from models.config import ModelConfig
 from models.items import ItemDelta, Replica
 from models.ranking import Ranker
+from models.served import ServedLists
+from operators.catalogue import Availability
 from operators.learn import Broadcast
 from operators.users import RankBatch, RankItem
 from state import metrics
@@ -83,8 +84,8 @@ class _HitWindow:
 _HITS = _HitWindow()
 
 
-class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
-    """Apply item deltas, rank user batches, refresh item and popular lists.
+class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast | Availability, ListWrite, None]):
+    """Apply item deltas and catalogue changes, rank user batches, refresh item and popular lists.
 
     Its shard (worker) index comes with its first value.
     """
@@ -95,7 +96,8 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
         self.serve = serve
         self.replica = Replica()
         self.ranker = Ranker(config, self.replica)
-        self._served = np.full((0, HIT_K), -1, dtype=np.int64)  # item keys last served, by shard row
+        self._lists = ServedLists(serve.k)  # user lists last written, by shard row (the live hit-rate, rewrites)
+        self._similar = ServedLists(serve.similar_k)  # similar-items lists last written, by dense item
         self._waiting: list[RankBatch] = []  # until the first delta brings the item state
         # A user is ranked as soon as their events arrive, before the learner
         # has learned them (it sees every shard's events and broadcasts what
@@ -113,9 +115,15 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
         self._next_refresh = datetime.now(UTC) + timedelta(seconds=serve.refresh_s)
 
     @metrics.timed("rank", "on_batch")
-    def on_batch(self, values: list[RankBatch | Broadcast]) -> tuple[list[ListWrite], bool]:
+    def on_batch(self, values: list[RankBatch | Broadcast | Availability]) -> tuple[list[ListWrite], bool]:
         batches = self._waiting
+        blocked: list[np.ndarray] = []
         for v in values:
+            if isinstance(v, Availability):
+                self.ranker.set_available(v.blocked, v.allowed)
+                metrics.UNAVAILABLE.set(self.ranker.blocked_count)
+                blocked.append(v.blocked)
+                continue
             self.shard = v.shard
             if isinstance(v, Broadcast):
                 self._apply(v.delta)
@@ -125,12 +133,36 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
         if not self.ranker.ready:
             return [], StatefulBatchLogic.RETAIN
         self._waiting = []
-        writes = []
+        writes = self._take_away(np.concatenate(blocked)) if blocked else []
         for b in batches:
             writes += self._rank(b.users, seq=b.seq)
         writes += self._settle()
         self._maintain()
         return writes, StatefulBatchLogic.RETAIN
+
+    def _take_away(self, items: np.ndarray) -> list[ListWrite]:
+        """Stored lists without the item keys ``items`` (the catalogue took them away), and the popular list anew.
+
+        Lists ranked from now on leave them out (``Ranker.blocked``); the
+        ones already in Redis are rewritten here, at once, from the copies
+        kept of them: the items after it move up, the list is one shorter
+        until its owner is ranked again.
+        """
+        if not items.size:
+            return []
+        state, now = self.ranker.state, time.time()
+        writes = []
+        for kind, lists in ((USER, self._lists), (ITEM, self._similar)):
+            changed = lists.without(items)
+            metrics.LIST_REWRITES.labels(kind).inc(len(changed))
+            names = state.names
+            for owner, lst, event_ts in changed:
+                dense = state.dense(np.array(lst.keys, dtype=np.int64)).tolist()
+                writes.append(ListWrite(kind, owner, [names[j] for j in dense], lst.scores, event_ts, now))
+        self._popular_due = True
+        if self.shard == 0:
+            writes += self.refresh_lists(similar=False)
+        return writes
 
     def _settle(self) -> list[ListWrite]:
         """Rank again the provisional users whose events the replica now includes (oldest first, bounded)."""
@@ -174,13 +206,13 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
     def _rank(self, items: list[RankItem], seq: int | None) -> list[ListWrite]:
         """Rank users of batch ``seq``: their events count for the live hit-rate first; None: a settling."""
         rows = [item.view.row for item in items]
-        self._served = grow(self._served, max(rows) + 1, fill=-1)
-        served = self._served
+        served = self._lists.keys
         hits = []
         if seq is not None:
             for item, row in zip(items, rows):
-                if served[row, 0] >= 0:
-                    hits += [key in served[row] for key in item.items]
+                if row < served.shape[0] and served[row, 0] >= 0:
+                    top = served[row, :HIT_K]
+                    hits += [key in top for key in item.items]
         ranked = self.ranker.rank([item.view for item in items], self.serve.k)
         metrics.RANKINGS.labels("event" if seq is not None else "settle").inc(len(items))
         n = len(self.ranker.state)
@@ -192,12 +224,11 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
                 mark = n if short else -1  # settled once learned (-1), or once learned and grown (n)
                 self._provisional[item.view.row] = (seq or self._learned, mark, item._replace(source_ts=()))
         now = time.time()
+        users = [item.view.user for item in items]
+        self._lists.record_each(rows, users, ranked, [item.event_ts for item in items])
         writes = []
-        for item, row, r in zip(items, rows, ranked):
-            top = r.keys[:HIT_K]
-            served[row] = -1
-            served[row, : len(top)] = top
-            writes.append(ListWrite(USER, item.view.user, r.items, r.scores, item.event_ts, now, item.source_ts))
+        for item, user, r in zip(items, users, ranked):
+            writes.append(ListWrite(USER, user, r.items, r.scores, item.event_ts, now, item.source_ts))
         if hits:
             metrics.PREQ_CHECKS.inc(len(hits))
             metrics.PREQ_HITS.inc(sum(hits))
@@ -224,7 +255,7 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
     def notify_at(self) -> datetime:
         return self._next_refresh
 
-    def refresh_lists(self) -> list[ListWrite]:
+    def refresh_lists(self, similar: bool = True) -> list[ListWrite]:
         """The popular list (worker 0), then similar-items lists of changed items within the time budget.
 
         Oldest changes first; items changed again while waiting keep their place.
@@ -237,17 +268,22 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
             top = self.ranker.popular(s.popular_n)
             writes.append(ListWrite(POPULAR, "", top.items, top.scores, now, time.time()))
         self._popular_due = False
-        if not self._pending:
+        if not self._pending or not similar:
             return writes
         deadline = time.perf_counter() + s.refresh_budget_s
         names = state.names
         pending = list(self._pending)
         block = 64
+        done_items: list[int] = []
+        lists = []
         for done, (i, sim) in enumerate(zip(pending, self.ranker.similar(np.array(pending), s.similar_k)), 1):
             writes.append(ListWrite(ITEM, names[i], sim.items, sim.scores, now, time.time()))
             del self._pending[i]
+            done_items.append(i)
+            lists.append(sim)
             if done % block == 0 and time.perf_counter() > deadline:
                 break  # a block's lists are computed together; stop between blocks
+        self._similar.record(done_items, [names[i] for i in done_items], lists, now)
         return writes
 
     def snapshot(self) -> None:

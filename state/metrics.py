@@ -28,6 +28,13 @@ IMPRESSIONS = Counter("freshrec_impressions", "Items shown, from impression even
 # rate(attributed{type="click"}) / rate(impressions), by list.
 ATTRIBUTED = Counter("freshrec_attributed", "Interactions credited to an impression", ["list", "type"])
 
+# Catalogue messages (freshrec.items) the flow read: applied, or rejected to
+# freshrec.items.dlq (reason = a code of operators.parse.REASONS); and the
+# lists the rankers rewrote without an item the catalogue took away.
+CATALOGUE = Counter("freshrec_catalogue_messages", "Catalogue messages read by the flow", ["outcome", "reason"])
+UNAVAILABLE = Gauge("freshrec_unavailable_items", "Items the catalogue marks unavailable or deleted (rankers' view)")
+LIST_REWRITES = Counter("freshrec_list_rewrites", "Stored lists rewritten without an unavailable item", ["kind"])
+
 # Seconds from an event's Kafka timestamp to the Redis write of its user's list.
 FRESHNESS = Histogram(
     "freshrec_freshness_seconds",

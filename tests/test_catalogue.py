@@ -124,3 +124,27 @@ def test_similar_items_two_stage_match_exact_on_a_small_catalogue() -> None:
     for a, b in zip(two, exact):
         assert a.items == b.items
     assert item_key(two[0].items[0]) in m.ranker.state.keys.view().tolist()
+
+
+@pytest.mark.parametrize("two_stage", [False, True])
+def test_blocked_items_leave_user_similar_and_popular_lists_and_may_come_back(two_stage: bool) -> None:
+    """The catalogue's availability inside ranking (``Ranker.set_available``), on the exact and the two-stage path."""
+    cfg = ModelConfig(seed=5, exact_max_items=10 if two_stage else 10**9, index_rebuild_s=0.0)
+    m = catalogue(1500, 20_000, cfg)
+    m.ranker.index.wait()
+    m.ranker.maintain()
+    assert m.ranker.uses_index() == two_stage
+    views = [v for v in (m.users.view(f"u{u}") for u in range(0, 20_000, 97)) if v is not None]
+    before = m.ranker.rank(views, 20)
+    listed = [i for r in before for i in r.items]
+    blocked = [*sorted(set(listed), key=listed.count)[-20:], m.popular(1).items[0]]  # the most listed items
+    keys = np.array([item_key(i) for i in blocked], dtype=np.int64)
+    m.ranker.set_available(keys, np.zeros(0, dtype=np.int64))
+    after = m.ranker.rank(views, 20)
+    assert not {i for r in after for i in r.items} & set(blocked)
+    assert all(len(r.items) == 20 for r in after)  # the next best take their places
+    assert not set(m.popular(50).items) & set(blocked)
+    similar = list(m.ranker.similar(np.arange(len(m.ranker.state)), 10))
+    assert not {i for r in similar for i in r.items} & set(blocked)
+    m.ranker.set_available(np.zeros(0, dtype=np.int64), keys)
+    assert [r.items for r in m.ranker.rank(views, 20)] == [r.items for r in before]
