@@ -99,14 +99,23 @@ def prepare(settings: Settings, topology: Topology, environ: Mapping[str, str] |
     """Set up this process before the flow starts; raise with one actionable line on a misconfiguration."""
     from operators.catalogue import COMPACTED
     from operators.kafka_io import ensure_topics
+    from operators.rules import RulesFile
     from state import metrics
     from state.recovery import prepare_recovery_dir
     from state.redis_store import connect
 
     connect(settings.redis_url).close()
     topics = {settings.topic: settings.partitions, settings.dlq_topic: settings.partitions}
-    topics |= {settings.items_topic: 1, settings.items_dlq_topic: 1}
-    ensure_topics(settings.kafka, topics, settings.kafka_extra(), {settings.items_topic: COMPACTED})
+    topics |= {
+        settings.items_topic: 1,
+        settings.items_dlq_topic: 1,
+        settings.users_topic: 1,
+        settings.users_dlq_topic: 1,
+    }
+    compacted = {settings.items_topic: COMPACTED, settings.users_topic: COMPACTED}
+    ensure_topics(settings.kafka, topics, settings.kafka_extra(), compacted)
+    if settings.rules:
+        RulesFile.shared(settings.rules)  # a bad rules file stops the run here, in one line
     if settings.recovery_dir:
         local = range(topology.first_worker, topology.first_worker + topology.workers_per_process)
         prepare_recovery_dir(Path(settings.recovery_dir), topology.workers, local)

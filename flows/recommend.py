@@ -13,8 +13,9 @@ that worker (``operators/routing.py``); worker 0 also runs the learner::
     input -> route (parse, group by shard) -> users[shard] -+-> learner (one key) -> item deltas -+
                  \\-> dead letters                          |                                   v
                                                             +-------- rank batches -----> rank[shard] -> Redis
-    items (the catalogue topic) -> items_route -> availability, to every ranker ----------------^
-                                      \\-> items dead letters
+
+The catalogue and the user attributes reach every ranker outside the
+dataflow, from a thread per process (``operators/feeds.py``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from bytewax.outputs import DynamicSink
 
 from flows.cluster import Topology, bytewax_run_args, prepare
 from flows.settings import Settings
-from operators.catalogue import CatalogueSource, ItemMessage, route_items
+from operators.feeds import side_feeds
 from operators.kafka_io import DeadLetterSink, KafkaSource
 from operators.learn import LearnerLogic
 from operators.parse import Message, Rejected
@@ -80,9 +81,8 @@ def build_flow(
     catalogue = source is None  # the embedded demo has no catalogue topic
     if source is None:
         source = KafkaSource(s.kafka, s.topic, s.kafka_extra(), max_records=s.max_batch)
-    extra = s.kafka_extra()
     if dead_letters is None:
-        dead_letters = DeadLetterSink(s.kafka, s.dlq_topic, extra)
+        dead_letters = DeadLetterSink(s.kafka, s.dlq_topic, s.kafka_extra())
 
     flow = Dataflow("freshrec")
     messages = op.input("input", flow, source)
@@ -103,14 +103,9 @@ def build_flow(
     )
     broadcast = op.map("broadcast", deltas, lambda kv: kv[1])  # (ranker key, delta)
     rank_in = op.merge("rank_in", broadcast, split.falses)
-    if catalogue:
-        items = op.input("items", flow, cast(Source[ItemMessage], CatalogueSource(s.kafka, s.items_topic, extra)))
-        changes = op.flat_map_batch("items_route", items, lambda batch: route_items(batch, keys))
-        items_valid = op.branch("items_valid", changes, _is_rejected)
-        op.output("items_dead_letters", items_valid.trues, DeadLetterSink(s.kafka, s.items_dlq_topic, extra, True))
-        rank_in = op.merge("rank_in_items", rank_in, items_valid.falses)
+    side = side_feeds(s, topology.process == 0) if catalogue else ()
     writes = op.stateful_batch(
-        "rank", cast(op.KeyedStream, rank_in), lambda _resume: RankerLogic(workers, model, serve)
+        "rank", cast(op.KeyedStream, rank_in), lambda _resume: RankerLogic(workers, model, serve, s.rules, side, bounds)
     )
     op.output("redis", op.key_rm("unkey", writes), RedisSink(s.redis_url, s.namespace))
     return flow

@@ -107,6 +107,13 @@ class Settings:
         default="freshrec.items",
         metadata={"help": "compacted topic of the item catalogue (key = item id); bad messages go to TOPIC.dlq"},
     )
+    users_topic: str = field(
+        default="freshrec.users",
+        metadata={"help": "compacted topic of user attributes for rules (key = user id); bad messages: TOPIC.dlq"},
+    )
+    rules: str = field(
+        default="", metadata={"help": "TOML file of business rules, reloaded when it changes; empty: no rules"}
+    )
     host: str = field(default="127.0.0.1", metadata={"help": "address `freshrec serve` listens on"})
     port: int = field(default=8000, metadata={"help": "port of `freshrec serve` (HTTP API and console)"})
     http_workers: int = field(
@@ -148,6 +155,10 @@ class Settings:
     @property
     def items_dlq_topic(self) -> str:
         return f"{self.items_topic}.dlq"
+
+    @property
+    def users_dlq_topic(self) -> str:
+        return f"{self.users_topic}.dlq"
 
     def kafka_extra(self) -> dict[str, Any]:
         """kafka-python settings from the file, then ``--kafka-config`` on top."""

@@ -107,6 +107,9 @@ class Ranker:
     def blocked_count(self) -> int:
         return len(self._blocked_keys)
 
+    def is_blocked(self, key: int) -> bool:
+        return key in self._blocked_keys
+
     def blocked(self) -> np.ndarray:
         """Dense items the lists must leave out (sorted); computed for new items as the catalogue grows."""
         if not self._blocked_keys:

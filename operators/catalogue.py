@@ -9,9 +9,9 @@ Only ``item`` is required (``available`` defaults to true). A tombstone
 (null value) or ``"available": false`` takes the item out of every answer.
 The topic is compacted, so reading it from the beginning gives the
 current catalogue. :func:`parse_item` validates one message;
-:class:`CatalogueSource` and :func:`route_items` bring it into the flow
-(the rankers drop unavailable items, bad messages go to
-``freshrec.items.dlq``);
+:func:`item_changes` is what the rankers' feed makes of it
+(``operators/feeds.py``: unavailable items leave the lists, bad messages
+go to ``freshrec.items.dlq``);
 :class:`Catalogue` keeps the items in memory, :class:`CatalogueTail` keeps
 a catalogue current from the topic in a background thread, and
 :func:`load` produces a CSV or JSONL file (MovieLens ``movies.csv`` as it
@@ -35,9 +35,9 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from models.ids import item_key
-from operators.kafka_io import KafkaSource, ServiceError, client_config, ensure_topics
+from models.rules import ItemFacts
+from operators.kafka_io import ServiceError, client_config, ensure_topics
 from operators.parse import Rejected
-from state import metrics
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,15 @@ def parse_item(key: bytes | None, value: bytes | None, max_bytes: int = 65536) -
         if not key:
             return Rejected("missing_item", "a tombstone needs the item id as its key", b"")
         return ItemInfo(key.decode("utf-8", "replace"), available=False, deleted=True)
+    obj = json_object(value, max_bytes)
+    if isinstance(obj, Rejected):
+        return obj
+    got = _item(key, obj)
+    return got if isinstance(got, ItemInfo) else Rejected(got.reason, got.detail, value)
+
+
+def json_object(value: bytes, max_bytes: int = 65536) -> dict[str, Any] | Rejected:
+    """The JSON object a side-topic message holds (catalogue, user attributes), or why not."""
     if len(value) > max_bytes:
         return Rejected("too_large", f"message is {len(value)} bytes, limit {max_bytes}", value)
     try:
@@ -96,8 +105,7 @@ def parse_item(key: bytes | None, value: bytes | None, max_bytes: int = 65536) -
         return Rejected("not_json", f"not_json: {str(ex)[:200]}", value)
     if not isinstance(obj, dict):
         return Rejected("not_object", f"expected a JSON object, got {type(obj).__name__}", value)
-    got = _item(key, obj)
-    return got if isinstance(got, ItemInfo) else Rejected(got.reason, got.detail, value)
+    return obj
 
 
 def _item(key: bytes | None, obj: dict[str, Any]) -> ItemInfo | Rejected:
@@ -222,15 +230,12 @@ class CatalogueTail:
 
 
 class ItemMessage(NamedTuple):
-    """One record of the catalogue topic as the flow reads it; ``replayed``: handed over before a restart."""
+    """One record of a side topic (catalogue, user attributes); ``replayed``: dead-lettered before a restart."""
 
     key: bytes | None
     value: bytes | None
     replayed: bool
-
-
-def _item_message(record: Any, replayed: bool) -> ItemMessage:
-    return ItemMessage(record.key, record.value, replayed)
+    ts: float  # the record's Kafka timestamp, seconds
 
 
 class Availability(NamedTuple):
@@ -238,42 +243,24 @@ class Availability(NamedTuple):
 
     blocked: np.ndarray
     allowed: np.ndarray
+    facts: dict[str, ItemFacts]  # what rules need of each item in the message (models/rules.py)
 
 
-class CatalogueSource(KafkaSource):
-    """The catalogue topic, read from its beginning at every start (compacted: that is the current catalogue).
+def item_changes(parsed: list[tuple[ItemMessage, ItemInfo]]) -> Availability | None:
+    """What the rankers do with a batch of valid catalogue messages; the last message of an item wins.
 
-    The rankers keep what it says in memory and snapshot nothing, so a
-    restart reads it all again; the snapshot only marks which records were
-    read before, so their rejections are not dead-lettered twice.
+    A tombstone or ``"available": false`` blocks the item.
     """
-
-    def __init__(self, brokers: str, topic: str, extra: Mapping[str, Any] | None = None):
-        super().__init__(brokers, topic, extra, max_records=5000)
-        self.reader = {"rewind": True, "convert": _item_message, "idle_ms": 100}
-
-
-def route_items(batch: list[ItemMessage], rank_keys: list[str]) -> list[Rejected | tuple[str, Availability]]:
-    """Parse catalogue records: rejections (for the items dead-letter topic) and one :class:`Availability` per ranker.
-
-    The last message of an item in the batch wins. A tombstone or
-    ``"available": false`` blocks the item.
-    """
-    out: list[Rejected | tuple[str, Availability]] = []
     latest: dict[str, bool] = {}
-    for m in batch:
-        got = parse_item(m.key, m.value)
-        if isinstance(got, Rejected):
-            if not m.replayed:
-                out.append(got if got.raw else Rejected(got.reason, got.detail, m.value or b""))
-            continue
-        metrics.CATALOGUE.labels("applied", "").inc()
+    facts: dict[str, ItemFacts] = {}
+    for m, got in parsed:
         latest[got.item] = got.available
-    if latest:
-        blocked = np.array([item_key(i) for i, ok in latest.items() if not ok], dtype=np.int64)
-        allowed = np.array([item_key(i) for i, ok in latest.items() if ok], dtype=np.int64)
-        out += [(key, Availability(blocked, allowed)) for key in rank_keys]
-    return out
+        facts[got.item] = ItemFacts(got.category, frozenset(got.tags), m.ts)
+    if not latest:
+        return None
+    blocked = np.array([item_key(i) for i, ok in latest.items() if not ok], dtype=np.int64)
+    allowed = np.array([item_key(i) for i, ok in latest.items() if ok], dtype=np.int64)
+    return Availability(blocked, allowed, facts)
 
 
 def read_file(path: str) -> Iterator[dict[str, Any] | str]:

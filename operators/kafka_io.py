@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping
 from typing import Any
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -64,82 +64,65 @@ def ensure_topics(
         admin.close()
 
 
-class _PartitionReader(StatefulSourcePartition[Any, int | None]):
-    """One Kafka partition; ``convert`` None gives the event :class:`Message` of each record.
+def _reachable(brokers: list[str], timeout: float = 0.2) -> bool:
+    """Whether some bootstrap server accepts a TCP connection."""
+    for broker in brokers:
+        host, _, port = broker.strip().rpartition(":")
+        try:
+            socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout).close()
+        except (OSError, ValueError):
+            continue
+        return True
+    return False
 
-    ``rewind``: read from the beginning even when resumed (a compacted
-    topic whose reader keeps nothing across restarts); the snapshot then
-    only says which offsets were handed over before, so ``convert`` can
-    tell replayed records (its second argument). ``idle_ms``: poll without
-    waiting and sleep that long when there is nothing (a topic that is
-    mostly idle must not hold the worker).
-    """
 
-    def __init__(
-        self,
-        config: dict[str, Any],
-        topic: str,
-        partition: int,
-        resume: int | None,
-        max_records: int,
-        rewind: bool = False,
-        convert: Callable[[Any, bool], Any] | None = None,
-        idle_ms: int = 0,
-    ):
+class _PartitionReader(StatefulSourcePartition[Message, int | None]):
+    def __init__(self, config: dict[str, Any], topic: str, partition: int, resume: int | None, max_records: int):
         self._tp = TopicPartition(topic, partition)
+        config = {"client_id": f"freshrec-{topic}-{partition}", **config}  # broker logs and quotas tell readers apart
         self._consumer = KafkaConsumer(enable_auto_commit=False, group_id=None, **config)
         self._consumer.assign([self._tp])
-        if resume is None or rewind:
+        if resume is None:
             self._consumer.seek_to_beginning(self._tp)
         else:
             self._consumer.seek(self._tp, resume)
         self._next: int | None = resume
-        self._handed = resume if rewind and resume is not None else 0  # offsets below: handed over before a restart
-        self._convert = convert
-        self._idle = timedelta(milliseconds=idle_ms) if idle_ms else None
-        self._awake: datetime | None = None
         self._max = max_records
-        self._lag = metrics.LAG.labels(str(partition)) if convert is None else None
+        self._lag = metrics.LAG.labels(str(partition))
         self._lag_at = 0.0
         self._brokers = ",".join(config["bootstrap_servers"])
         self._outage_since: float | None = None
         self._connected = False  # no outage before the first connection
 
     @metrics.timed("input", "next_batch")
-    def next_batch(self) -> list[Any]:
+    def next_batch(self) -> list[Message]:
         # Every poll costs the worker about 1 ms (kafka-python hands it to its
         # network thread), empty or not. So a poll waits, off the CPU, up to
         # _WAIT_MS for the fetch in flight; it returns as soon as records are
         # there. Sleeping and polling again cost twice the polls (bench/RESULTS.md).
-        wait = 0 if self._idle else _WAIT_MS
-        records = self._consumer.poll(timeout_ms=wait, max_records=self._max).get(self._tp, ())
+        records = self._consumer.poll(timeout_ms=_WAIT_MS, max_records=self._max).get(self._tp, ())
         now = time.monotonic()
-        if self._lag is not None and now - self._lag_at > 1.0:  # the events topic's readers report lag and outages
+        if now - self._lag_at > 1.0:
             self._lag_at = now
             self._check_broker(now)
             high = self._consumer.highwater(self._tp)
             if high is not None and self._next is not None:
                 self._lag.set(max(high - self._next, 0))
         if not records:
-            self._awake = datetime.now(UTC) + self._idle if self._idle else None
             return []
-        self._awake = None
-        self._next = max(self._next or 0, records[-1].offset + 1)
-        if self._convert is None:
-            return [Message(r.value, r.timestamp / 1000.0) for r in records]
-        convert, handed = self._convert, self._handed
-        return [convert(r, r.offset < handed) for r in records]
-
-    def next_awake(self) -> datetime | None:
-        return self._awake
+        self._next = records[-1].offset + 1
+        return [Message(r.value, r.timestamp / 1000.0) for r in records]
 
     def _check_broker(self, now: float) -> None:
         """Report a broker outage once (log line and metric) and its end.
 
         kafka-python reconnects by itself and the consumer keeps its
-        position, so the flow only has to say what is going on.
+        position, so the flow only has to say what is going on. Whether a
+        broker is there is asked of the network (a TCP connection to a
+        bootstrap server), not of the client: kafka-python 3.0's connection
+        count said 0 while it was fetching.
         """
-        conns = self._consumer.metrics().get("consumer-metrics", {}).get("connection-count", 1.0)
+        conns = 1 if _reachable(self._brokers.split(",")) else 0
         if conns > 0:
             self._connected = True
         if conns == 0 and self._connected and self._outage_since is None:
@@ -180,7 +163,6 @@ class KafkaSource(FixedPartitionedSource[Message, int | None]):
         self.topic = topic
         self.config = client_config(brokers, extra or {})
         self.max_records = max_records
-        self.reader: dict[str, Any] = {}  # more _PartitionReader arguments (a subclass's: rewind, convert, idle_ms)
 
     def list_parts(self) -> list[str]:
         try:
@@ -196,14 +178,13 @@ class KafkaSource(FixedPartitionedSource[Message, int | None]):
         return [str(p) for p in sorted(parts)]
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _PartitionReader:
-        return _PartitionReader(self.config, self.topic, int(for_part), resume_state, self.max_records, **self.reader)
+        return _PartitionReader(self.config, self.topic, int(for_part), resume_state, self.max_records)
 
 
 class _DeadLetterWriter(StatelessSinkPartition[Rejected]):
-    def __init__(self, config: dict[str, Any], topic: str, count: Callable[[str], None]):
+    def __init__(self, config: dict[str, Any], topic: str):
         self._producer = KafkaProducer(**config)
         self._topic = topic
-        self._count = count
 
     def write_batch(self, items: list[Rejected]) -> None:
         for r in items:
@@ -213,7 +194,7 @@ class _DeadLetterWriter(StatelessSinkPartition[Rejected]):
         # rejected message that is not durable in the dead-letter topic.
         self._producer.flush()
         for r in items:
-            self._count(r.reason)
+            metrics.EVENTS.labels("rejected", r.reason).inc()
 
     def close(self) -> None:
         self._producer.close()
@@ -226,21 +207,12 @@ class DeadLetterSink(DynamicSink[Rejected]):
     (human-readable) and a ``reason_code`` header (the metric label).
     """
 
-    def __init__(self, brokers: str, topic: str, extra: Mapping[str, Any] | None = None, items: bool = False):
+    def __init__(self, brokers: str, topic: str, extra: Mapping[str, Any] | None = None):
         self.config = client_config(brokers, extra or {})
         self.topic = topic
-        self.items = items  # catalogue messages (freshrec_catalogue_messages_total), not events
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _DeadLetterWriter:
-        return _DeadLetterWriter(self.config, self.topic, _count_item if self.items else _count_event)
-
-
-def _count_event(reason: str) -> None:
-    metrics.EVENTS.labels("rejected", reason).inc()
-
-
-def _count_item(reason: str) -> None:
-    metrics.CATALOGUE.labels("rejected", reason).inc()
+        return _DeadLetterWriter(self.config, self.topic)
 
 
 class KeyTail:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -24,7 +25,10 @@ from models.items import ItemDelta, Replica
 from models.ranking import Ranker
 from models.served import ServedLists
 from operators.catalogue import Availability
+from operators.feeds import Feed
 from operators.learn import Broadcast
+from operators.routing import shard_of
+from operators.rules import RuleBook, UserFacts
 from operators.users import RankBatch, RankItem
 from state import metrics
 from state.keys import ITEM, POPULAR, USER
@@ -84,14 +88,25 @@ class _HitWindow:
 _HITS = _HitWindow()
 
 
-class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast | Availability, ListWrite, None]):
+class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
     """Apply item deltas and catalogue changes, rank user batches, refresh item and popular lists.
 
     Its shard (worker) index comes with its first value.
     """
 
-    def __init__(self, workers: int, config: ModelConfig, serve: ServeConfig) -> None:
+    def __init__(
+        self,
+        workers: int,
+        config: ModelConfig,
+        serve: ServeConfig,
+        rules: str = "",
+        side: Sequence[Feed] = (),
+        bounds: Sequence[float] = (),
+    ) -> None:
         self.shard = -1
+        self.book = RuleBook(rules)  # business rules, user attributes, item facts
+        self._side = [f.subscribe() for f in side]  # changes of the catalogue and the user attributes
+        self._bounds = list(bounds)
         self.workers = workers
         self.serve = serve
         self.replica = Replica()
@@ -115,15 +130,9 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast | Availability, ListW
         self._next_refresh = datetime.now(UTC) + timedelta(seconds=serve.refresh_s)
 
     @metrics.timed("rank", "on_batch")
-    def on_batch(self, values: list[RankBatch | Broadcast | Availability]) -> tuple[list[ListWrite], bool]:
+    def on_batch(self, values: list[RankBatch | Broadcast]) -> tuple[list[ListWrite], bool]:
         batches = self._waiting
-        blocked: list[np.ndarray] = []
         for v in values:
-            if isinstance(v, Availability):
-                self.ranker.set_available(v.blocked, v.allowed)
-                metrics.UNAVAILABLE.set(self.ranker.blocked_count)
-                blocked.append(v.blocked)
-                continue
             self.shard = v.shard
             if isinstance(v, Broadcast):
                 self._apply(v.delta)
@@ -133,12 +142,31 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast | Availability, ListW
         if not self.ranker.ready:
             return [], StatefulBatchLogic.RETAIN
         self._waiting = []
-        writes = self._take_away(np.concatenate(blocked)) if blocked else []
+        writes = self._side_changes()
         for b in batches:
             writes += self._rank(b.users, seq=b.seq)
         writes += self._settle()
         self._maintain()
         return writes, StatefulBatchLogic.RETAIN
+
+    def _side_changes(self) -> list[ListWrite]:
+        """Apply what the catalogue and user-attribute feeds brought since the last call."""
+        blocked = []
+        for q in self._side:
+            while not q.empty():
+                v = q.get_nowait()
+                if isinstance(v, Availability):
+                    self.ranker.set_available(v.blocked, v.allowed)
+                    self.book.facts.update(v.facts)
+                    metrics.UNAVAILABLE.set(self.ranker.blocked_count)
+                    blocked.append(v.blocked)
+                elif isinstance(v, UserFacts):
+                    self.book.learn_users(v, self._mine)
+        return self._take_away(np.concatenate(blocked)) if blocked else []
+
+    def _mine(self, user: str) -> bool:
+        """Whether ``user`` belongs to this ranker's shard (every user until the shard is known)."""
+        return not self._bounds or self.shard < 0 or shard_of(user, self._bounds) == self.shard
 
     def _take_away(self, items: np.ndarray) -> list[ListWrite]:
         """Stored lists without the item keys ``items`` (the catalogue took them away), and the popular list anew.
@@ -158,7 +186,9 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast | Availability, ListW
             names = state.names
             for owner, lst, event_ts in changed:
                 dense = state.dense(np.array(lst.keys, dtype=np.int64)).tolist()
-                writes.append(ListWrite(kind, owner, [names[j] for j in dense], lst.scores, event_ts, now))
+                # a pinned item may be one the model does not know yet
+                shown = [names[j] if j >= 0 else self.book.name_of(key) or "" for j, key in zip(dense, lst.keys)]
+                writes.append(ListWrite(kind, owner, shown, lst.scores, event_ts, now))
         self._popular_due = True
         if self.shard == 0:
             writes += self.refresh_lists(similar=False)
@@ -213,7 +243,12 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast | Availability, ListW
                 if row < served.shape[0] and served[row, 0] >= 0:
                     top = served[row, :HIT_K]
                     hits += [key in top for key in item.items]
-        ranked = self.ranker.rank([item.view for item in items], self.serve.k)
+        k = self.serve.k
+        ranked = self.ranker.rank([item.view for item in items], self.book.pool(k))
+        if self.book.active:
+            views = [item.view for item in items]
+            users, seen = [v.user for v in views], [v.seen for v in views]
+            ranked = self.book.apply(users, seen, ranked, self.ranker.is_blocked, time.time(), k)
         metrics.RANKINGS.labels("event" if seq is not None else "settle").inc(len(items))
         n = len(self.ranker.state)
         unknown = self.ranker.unknown_history([item.view for item in items])
@@ -237,9 +272,11 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast | Availability, ListW
 
     @metrics.timed("rank", "on_notify")
     def on_notify(self) -> tuple[list[ListWrite], bool]:
+        if self.book.file is not None:
+            self.book.file.check()  # a changed rules file applies to the lists ranked from now on
         writes = []
         if self.ranker.ready:
-            writes = self.refresh_lists() + self._settle()
+            writes = self._side_changes() + self.refresh_lists() + self._settle()
             self._maintain()
         wait = _CATCH_UP_S if self._pending else self.serve.refresh_s
         self._next_refresh = datetime.now(UTC) + timedelta(seconds=wait)

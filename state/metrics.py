@@ -33,6 +33,11 @@ ATTRIBUTED = Counter("freshrec_attributed", "Interactions credited to an impress
 # lists the rankers rewrote without an item the catalogue took away.
 CATALOGUE = Counter("freshrec_catalogue_messages", "Catalogue messages read by the flow", ["outcome", "reason"])
 UNAVAILABLE = Gauge("freshrec_unavailable_items", "Items the catalogue marks unavailable or deleted (rankers' view)")
+USER_MESSAGES = Counter("freshrec_user_messages", "User-attribute messages read by the flow", ["outcome", "reason"])
+# Business rules (--rules, models/rules.py): rules in force, and reloads of the file by outcome (a rejected
+# reload leaves the previous rules in force).
+RULES = Gauge("freshrec_rules", "Business rules in force")
+RULE_RELOADS = Counter("freshrec_rule_reloads", "Reloads of the rules file", ["outcome"])
 LIST_REWRITES = Counter("freshrec_list_rewrites", "Stored lists rewritten without an unavailable item", ["kind"])
 
 # Seconds from an event's Kafka timestamp to the Redis write of its user's list.

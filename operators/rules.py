@@ -1,0 +1,179 @@
+"""Rules in the flow: the rules file (reloaded when it changes), user attributes from ``freshrec.users``, and
+what a ranker needs to apply them (:class:`RuleBook`).
+
+User attributes come like the catalogue: a compacted topic, key = user id,
+a JSON object value ``{"user": "u1", "segment": "kids", "country": "FR"}``
+(strings, numbers or booleans; a tombstone forgets the user). Every
+ranker of a process gets them from the process's feed (``operators/feeds.py``)
+and keeps its own shard's; bad ones go to ``freshrec.users.dlq``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, NamedTuple
+
+from models.blend import Ranked
+from models.ids import item_key
+from models.rules import POOL, ItemFacts, Listed, Rule, RuleError, apply_rules, load_rules
+from operators.catalogue import ItemMessage, json_object
+from operators.parse import Rejected
+from state import metrics
+
+log = logging.getLogger(__name__)
+
+MAX_ATTRS = 32
+
+
+class RulesFile:
+    """The rules of one file, reloaded when its modification time or size changes.
+
+    A file that fails to load at start raises :class:`~models.rules.RuleError`
+    (the run stops with that one line). A bad version later is logged in one
+    line and the rules loaded before stay in force. One instance per path
+    and process (:meth:`shared`), so a process logs a reload once.
+    """
+
+    _shared: ClassVar[dict[str, RulesFile]] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._stamp = self._stat()
+        self.rules: tuple[Rule, ...] = load_rules(path)
+        self.version = 1
+        metrics.RULES.set(len(self.rules))
+
+    @classmethod
+    def shared(cls, path: str) -> RulesFile:
+        with cls._lock:
+            if path not in cls._shared:
+                cls._shared[path] = cls(path)
+            return cls._shared[path]
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def check(self) -> None:
+        """Reload the file if it changed since the last look."""
+        with self._lock:
+            stamp = self._stat()
+            if stamp == self._stamp:
+                return
+            self._stamp = stamp
+            try:
+                rules = load_rules(self.path)
+            except RuleError as ex:
+                metrics.RULE_RELOADS.labels("rejected").inc()
+                log.error("rules not reloaded: %s; the %d rules loaded before stay in force", ex, len(self.rules))
+                return
+            self.rules, self.version = rules, self.version + 1
+            metrics.RULE_RELOADS.labels("applied").inc()
+            metrics.RULES.set(len(rules))
+            log.info("rules reloaded from %s: %d rules", self.path, len(rules))
+
+
+class UserFacts(NamedTuple):
+    """User attributes for one ranker: user id -> attributes (None: forget the user)."""
+
+    attrs: dict[str, dict[str, str] | None]
+
+
+def parse_user(key: bytes | None, value: bytes | None) -> tuple[str, dict[str, str] | None] | Rejected:
+    """One user-attributes message: ``(user, attributes)``, ``(user, None)`` for a tombstone, or why not.
+
+    >>> parse_user(b"u1", b'{"segment": "kids", "age": 9}')
+    ('u1', {'segment': 'kids', 'age': '9'})
+    >>> parse_user(None, b'{"segment": ["a"]}').detail
+    'user is missing and the message has no key'
+    """
+    user = key.decode("utf-8", "replace") if key else ""
+    if value is None:
+        return (user, None) if user else Rejected("missing_user", "a tombstone needs the user id as its key", b"")
+    obj = json_object(value)
+    if isinstance(obj, Rejected):
+        return obj
+    named = obj.pop("user", None)
+    if named is not None and (not isinstance(named, str) or (user and named != user)):
+        return Rejected("bad_user", f"the key {user!r} and the user {named!r} differ", value)
+    user = user or (named or "")
+    if not user:
+        return Rejected("missing_user", "user is missing and the message has no key", value)
+    if len(obj) > MAX_ATTRS or not all(isinstance(v, (str, int, float, bool)) for v in obj.values()):
+        return Rejected("bad_value", f"attributes must be at most {MAX_ATTRS} strings, numbers or booleans", value)
+    return user, {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in obj.items()}
+
+
+def user_changes(parsed: list[tuple[ItemMessage, tuple[str, dict[str, str] | None]]]) -> UserFacts | None:
+    """What the rankers do with a batch of valid user-attribute messages; the last of a user wins."""
+    facts = UserFacts({user: attrs for _, (user, attrs) in parsed})
+    return facts if facts.attrs else None
+
+
+class RuleBook:
+    """What one ranker applies rules with: the rules file, its users' attributes, the items' facts."""
+
+    def __init__(self, path: str) -> None:
+        self.file = RulesFile.shared(path) if path else None
+        self.attrs: dict[str, dict[str, str]] = {}
+        self.facts: dict[str, ItemFacts] = {}
+        self._pins: dict[str, int] = {}  # pinned item -> key, for the rules in force
+        self._pins_of = -1
+
+    @property
+    def active(self) -> bool:
+        return self.file is not None and bool(self.file.rules)
+
+    def pool(self, k: int) -> int:
+        """How many items the model ranks for a list of ``k``."""
+        return POOL * k if self.active else k
+
+    def learn_users(self, facts: UserFacts, mine: Callable[[str], bool]) -> None:
+        """Attributes of the users ``mine`` accepts (this ranker's shard)."""
+        for user, attrs in facts.attrs.items():
+            if not mine(user):
+                continue
+            if attrs is None:
+                self.attrs.pop(user, None)
+            else:
+                self.attrs[user] = attrs
+
+    def name_of(self, key: int) -> str | None:
+        """The id of a pinned item (which the model may not know) by its key."""
+        return next((item for item, k in self.pins().items() if k == key), None)
+
+    def pins(self) -> dict[str, int]:
+        assert self.file is not None
+        if self._pins_of != self.file.version:
+            self._pins = {r.item: item_key(r.item) for r in self.file.rules if r.kind == "pin"}
+            self._pins_of = self.file.version
+        return self._pins
+
+    def apply(
+        self,
+        users: Sequence[str],
+        seen: Sequence[Any],
+        ranked: Sequence[Ranked],
+        blocked: Callable[[int], bool],
+        now: float,
+        k: int,
+    ) -> list[Ranked]:
+        """Each user's list of ``k`` under the rules, from the model's pool; ``seen``: each user's item keys."""
+        assert self.file is not None
+        rules, pins, facts = self.file.rules, self.pins(), self.facts
+        out = []
+        for user, user_seen, r in zip(users, seen, ranked):
+            pinnable: Mapping[str, int] = {}
+            if pins:
+                have = set(user_seen.tolist())
+                pinnable = {i: key for i, key in pins.items() if key not in have and not blocked(key)}
+            got = apply_rules(rules, self.attrs.get(user, {}), Listed(*r), facts, pinnable, now, k)
+            out.append(Ranked(got.items, got.scores, got.keys))
+        return out

@@ -1,0 +1,94 @@
+"""Business rules: the file's validation and each kind of rule on a list (models/rules.py). No services."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.rules import ItemFacts, Listed, RuleError, apply_rules, parse_rules
+from operators.rules import parse_user
+
+FACTS = {f"{c}{n}": ItemFacts(c, frozenset({f"t{n % 2}"}), 100.0 * n) for c in "abc" for n in range(10)}
+
+
+def pool(*items: str) -> Listed:
+    """A model pool: the given order, scores 1.0, 0.9, ..."""
+    return Listed(list(items), [round(1.0 - 0.05 * i, 6) for i in range(len(items))], list(range(len(items))))
+
+
+def rules(text: str):
+    return parse_rules(text, "rules.toml")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[[rule]]\nname = "r"\nkind = "teleport"', "rules.toml: rule 'r' (#1): kind: must be one of filter"),
+        ('[[rule]]\nkind = "filter"', "rules.toml: rule '?' (#1): name: every rule needs a name"),
+        ('[[rule]]\nname = "r"\nkind = "boost"\nwhere = {category = "a"}', "rule 'r' (#1): factor: a boost rule needs"),
+        ('[[rule]]\nname = "r"\nkind = "boost"\nfactor = 0.5\nwhere = {tags = ["x"]}', "factor: must be > 1"),
+        ('[[rule]]\nname = "r"\nkind = "filter"', "rule 'r' (#1): where: a filter rule needs it"),
+        ('[[rule]]\nname = "r"\nkind = "filter"\nwhere = {colour = "red"}', "where.colour: not a condition"),
+        ('[[rule]]\nname = "r"\nkind = "pin"\nitem = "x"\nposition = 0', "position: must be > 0, got 0"),
+        ('[[rule]]\nname = "r"\nkind = "diversity"\nmax = 3\ntop = 2.5', "top: must be a whole number"),
+        ('[[rule]]\nname = "r"\nkind = "diversity"\nmax = 3\ntop = 9\nfactor = 2.0', "factor: not a field of a diver"),
+        (
+            '[[rule]]\nname = "r"\nkind = "pin"\nitem = "x"\nposition = 1\n[[rule]]\nname = "r"\nkind = "pin"\n'
+            'item = "y"\nposition = 2',
+            "rule 'r' (#2): name: another rule has this name",
+        ),
+        ("[[rule]\nname =", "rules.toml: not valid TOML"),
+    ],
+)
+def test_a_bad_rules_file_names_the_file_the_rule_and_the_field(text: str, message: str) -> None:
+    with pytest.raises(RuleError, match=message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):
+        rules(text)
+
+
+def test_filter_applies_to_its_segment_only() -> None:
+    r = rules('[[rule]]\nname = "f"\nkind = "filter"\nwho = {segment = "kids"}\nwhere = {category = "a"}')
+    listed = pool("a1", "b1", "a2", "c1")
+    assert apply_rules(r, {"segment": "kids"}, listed, FACTS, {}, 0.0, 3).items == ["b1", "c1"]
+    assert apply_rules(r, {"segment": "adults"}, listed, FACTS, {}, 0.0, 3).items == ["a1", "b1", "a2"]
+    assert apply_rules(r, {}, listed, FACTS, {}, 0.0, 3).items == ["a1", "b1", "a2"]
+
+
+def test_boost_and_bury_multiply_scores_and_reorder() -> None:
+    r = rules(
+        '[[rule]]\nname = "up"\nkind = "boost"\nfactor = 2.0\nwhere = {tags = ["t1"]}\n'
+        '[[rule]]\nname = "down"\nkind = "bury"\nfactor = 0.5\nwhere = {items = ["a0"]}'
+    )
+    got = apply_rules(r, {}, pool("a0", "b2", "c1", "a4"), FACTS, {}, 0.0, 4)
+    assert got.items == ["c1", "b2", "a4", "a0"]  # c1: 0.9 * 2; a0: 1.0 * 0.5
+    assert got.scores == sorted(got.scores, reverse=True) and got.scores[0] == pytest.approx(1.8)
+
+
+def test_pin_puts_an_item_at_its_position_while_it_may_be_shown() -> None:
+    r = rules('[[rule]]\nname = "p"\nkind = "pin"\nitem = "c9"\nposition = 2')
+    listed = pool("a1", "b1", "a2", "c1")
+    got = apply_rules(r, {}, listed, FACTS, {"c9": 99}, 0.0, 3)
+    assert got.items == ["a1", "c9", "b1"] and got.keys[1] == 99
+    assert got.scores == sorted(got.scores, reverse=True)
+    assert apply_rules(r, {}, listed, FACTS, {}, 0.0, 3).items == ["a1", "b1", "a2"]  # unavailable or seen: no pin
+    moved = apply_rules(r, {}, pool("a1", "b1", "c9", "c1"), FACTS, {"c9": 2}, 0.0, 3).items
+    assert moved == ["a1", "c9", "b1"]  # already listed lower: moved up, not twice
+
+
+def test_diversity_keeps_at_most_max_per_category_in_the_top() -> None:
+    r = rules('[[rule]]\nname = "d"\nkind = "diversity"\nmax = 2\ntop = 4')
+    got = apply_rules(r, {}, pool("a1", "a2", "a3", "a4", "b1", "c1", "a5"), FACTS, {}, 0.0, 6)
+    assert got.items[:4] == ["a1", "a2", "b1", "c1"]
+    assert got.items[4:] == ["a3", "a4"]  # past the top, by score again
+
+
+def test_new_item_boost_lifts_items_listed_recently() -> None:
+    r = rules('[[rule]]\nname = "n"\nkind = "new_item_boost"\nfactor = 3.0\nmax_age_s = 150')
+    got = apply_rules(r, {}, pool("a1", "b2", "c9"), FACTS, {}, now=1000.0, k=3)
+    assert got.items == ["c9", "a1", "b2"]  # c9 was listed at 900 s, the others long before
+
+
+def test_user_attributes_messages() -> None:
+    assert parse_user(b"u1", b'{"segment": "kids", "vip": true}') == ("u1", {"segment": "kids", "vip": "true"})
+    assert parse_user(b"u1", None) == ("u1", None)
+    assert parse_user(b"u1", b'{"user": "u2"}').reason == "bad_user"  # type: ignore[union-attr]
+    assert parse_user(b"u1", b'{"segment": {"a": 1}}').reason == "bad_value"  # type: ignore[union-attr]
+    assert parse_user(None, b"[]").reason == "not_object"  # type: ignore[union-attr]
