@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -26,7 +27,7 @@ from state import metrics
 
 log = logging.getLogger(__name__)
 
-_WAIT_MS = 5  # how long a poll with nothing to return waits for records in flight
+_IDLE = timedelta(milliseconds=5)  # how long an idle partition sleeps between polls
 
 
 class ServiceError(RuntimeError):
@@ -93,14 +94,16 @@ class _PartitionReader(StatefulSourcePartition[Message, int | None]):
         self._brokers = ",".join(config["bootstrap_servers"])
         self._outage_since: float | None = None
         self._connected = False  # no outage before the first connection
+        self._awake: datetime | None = None
 
     @metrics.timed("input", "next_batch")
     def next_batch(self) -> list[Message]:
-        # Every poll costs the worker about 1 ms (kafka-python hands it to its
-        # network thread), empty or not. So a poll waits, off the CPU, up to
-        # _WAIT_MS for the fetch in flight; it returns as soon as records are
-        # there. Sleeping and polling again cost twice the polls (bench/RESULTS.md).
-        records = self._consumer.poll(timeout_ms=_WAIT_MS, max_records=self._max).get(self._tp, ())
+        # Never a poll that waits: while this partition sleeps (next_awake) the
+        # worker serves its other inputs, timers and the exchange between
+        # processes. A poll that waited up to 5 ms for the fetch in flight
+        # halved the empty polls (each costs ~1 ms of the worker) but cost the
+        # 2-process cluster a third of its drain rate (bench/RESULTS.md).
+        records = self._consumer.poll(timeout_ms=0, max_records=self._max).get(self._tp, ())
         now = time.monotonic()
         if now - self._lag_at > 1.0:
             self._lag_at = now
@@ -109,9 +112,14 @@ class _PartitionReader(StatefulSourcePartition[Message, int | None]):
             if high is not None and self._next is not None:
                 self._lag.set(max(high - self._next, 0))
         if not records:
+            self._awake = datetime.now(UTC) + _IDLE
             return []
+        self._awake = None
         self._next = records[-1].offset + 1
         return [Message(r.value, r.timestamp / 1000.0) for r in records]
+
+    def next_awake(self) -> datetime | None:
+        return self._awake
 
     def _check_broker(self, now: float) -> None:
         """Report a broker outage once (log line and metric) and its end.
