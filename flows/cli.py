@@ -32,6 +32,7 @@ EXAMPLES = {
     "bench": "freshrec bench --quick --json      # starts Kafka and Redis itself\n"
     "  freshrec bench --catalogue --quick --json\n"
     "  freshrec bench --scale --json\n"
+    "  freshrec bench --rerank --json\n"
     "  freshrec bench --core --json      # stages 1-6 of bench/system.py\n"
     "  freshrec bench --api --json       # the HTTP API under oha\n"
     "  freshrec bench --kafka 127.0.0.1:9092 --redis-url redis://127.0.0.1:6379/0 --runs 5",
@@ -147,7 +148,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from operators.datasets import DataError
 
     try:
-        return run_eval(args.data, args.format, args.k, args.json, args.plot, args.batch_every, args.ablations)
+        return run_eval(
+            args.data, args.format, args.k, args.json, args.plot, args.batch_every, args.ablations, args.items
+        )
     except DataError as ex:
         return fail(str(ex))
 
@@ -204,7 +207,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from bench.system import run_bench
 
-    only = next((name for name in ("catalogue", "scale", "core", "api", "ctr") if getattr(args, name)), "")
+    only = next((name for name in ("catalogue", "scale", "core", "api", "ctr", "rerank") if getattr(args, name)), "")
     return run_bench(args.quick, args.json, args.kafka, args.redis_url, args.runs, args.out, args.results, only)
 
 
@@ -271,6 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", default="bench/out/eval_hr.png", help="PNG of HR@k over the stream")
     p.add_argument("--batch-every", type=int, default=5000, help="events between retrains of the batch MF baseline")
     p.add_argument("--ablations", action="store_true", help="also freshrec without its MF, co-occurrence, popularity")
+    p.add_argument(
+        "--items",
+        default="",
+        help="a catalogue file (CSV or JSONL; MovieLens movies.csv as is): its items and their content features",
+    )
 
     p = add("replay", cmd_replay, "Produce a log or a synthetic stream to Kafka at a target rate.")
     p.add_argument("path", nargs="?")
@@ -313,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stage.add_argument("--api", action="store_true", help="only the HTTP API under oha (GET /recommend, POST /events)")
     stage.add_argument("--ctr", action="store_true", help="only the click-through of simulated shoppers")
+    stage.add_argument(
+        "--rerank", action="store_true", help="only a rules change re-ranking 100k users at 1,000 events/s"
+    )
     p.add_argument("--json", action="store_true", help="last line: one JSON object with the headline figures")
     p.add_argument("--runs", type=int, default=None, help="repetitions to take the median of (default 3, --quick 1)")
     p.add_argument("--kafka", help="use this broker instead of starting one")

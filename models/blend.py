@@ -4,13 +4,15 @@ A user's score for item ``i`` blends these signals, each scaled to
 ``[0, 1]``::
 
     w_mf * sigmoid(p_u . q_i) + w_cooc * co(u, i) / max co + w_pop * pop(i) / max pop
-        + w_trend * trend(i) / max trend
+        + w_trend * trend(i) / max trend + w_content * cos(c_u, c_i)
 
 ``p_u`` is the user vector (``models/mf.py``), ``co`` the co-occurrence of
 ``i`` with the user's last ``window`` items, normalised over the items the
 user may still be shown, ``pop`` decayed popularity (``half_life_s``) and
-``trend`` the same over a short half life (``trend_half_life_s``). Items
-the user interacted with are excluded.
+``trend`` the same over a short half life (``trend_half_life_s``), and
+``cos(c_u, c_i)`` the match of the item's catalogue features with the
+user's content profile (``models/content.py``; 0 for an item the
+catalogue does not describe). Items the user interacted with are excluded.
 
 Scores are computed in a shifted and scaled unit (``(s - half) / unit``,
 :meth:`Blend.unit`) so that the MF term is a bare ``tanh``; lists carry
@@ -24,6 +26,7 @@ from typing import NamedTuple
 import numpy as np
 
 from models.config import ModelConfig
+from models.content import ContentTable
 from models.items import ItemState, Replica
 
 
@@ -44,6 +47,14 @@ class Blend:
     def __init__(self, config: ModelConfig, replica: Replica) -> None:
         self.config = config
         self.replica = replica
+        self.content = ContentTable()
+
+    def uses_content(self) -> bool:
+        """Whether the content term counts (a weight, and catalogue features placed on the current items)."""
+        if not self.config.w_content:
+            return False
+        self.content.sync(self.state)
+        return self.content.active
 
     @property
     def state(self) -> ItemState:
@@ -57,8 +68,13 @@ class Blend:
         half = 0.5 * self.config.w_mf
         return half, (half if half > 0 else 1.0)
 
-    def base_scores(self, vectors: np.ndarray, items: np.ndarray | None, popularity: bool = True) -> np.ndarray:
-        """The MF and popularity terms for ``items`` (None: all), ``(len(vectors), len(items))`` float32."""
+    def base_scores(
+        self, vectors: np.ndarray, items: np.ndarray | None, popularity: bool = True, profiles: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The MF, popularity and content terms for ``items`` (None: all), ``(len(vectors), len(items))`` float32.
+
+        ``profiles``: the users' content profiles (None: no content term).
+        """
         s, c = self.state, self.config
         factors = s.mf.item_factors if items is None else s.mf.item_factors[items]
         half, unit = self.unit()
@@ -73,10 +89,16 @@ class Blend:
                 if w and peak > 0:
                     raw = counts.raw() if items is None else counts.raw()[items]
                     score += (raw * (w / (peak * unit))).astype(np.float32)
+        if profiles is not None:
+            content = self.content.scores(profiles, len(s), items)
+            content *= np.float32(c.w_content / unit)
+            score += content
         return score
 
-    def pair_scores(self, vectors: np.ndarray, user: np.ndarray, item: np.ndarray, popularity: bool) -> np.ndarray:
-        """The MF and popularity terms of ``(user, item)`` pairs (what :meth:`base_scores` gives per cell)."""
+    def pair_scores(
+        self, vectors: np.ndarray, user: np.ndarray, item: np.ndarray, popularity: bool, profiles: np.ndarray | None
+    ) -> np.ndarray:
+        """The terms of ``(user, item)`` pairs but co-occurrence (what :meth:`base_scores` gives per cell)."""
         s, c = self.state, self.config
         half, unit = self.unit()
         if half > 0:
@@ -89,6 +111,8 @@ class Blend:
                 peak = counts.peak()
                 if w and peak > 0:
                     score += (counts.raw()[item] * (w / (peak * unit))).astype(np.float32)
+        if profiles is not None:
+            score += self.content.pair_scores(profiles, user, item) * np.float32(c.w_content / unit)
         return score
 
     def named_many(self, tops: list[np.ndarray], scores: np.ndarray) -> list[Ranked]:

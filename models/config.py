@@ -40,6 +40,7 @@ class ModelConfig:
     w_cooc: float = 1.0
     w_pop: float = 0.3
     w_trend: float = 0.0  # short-term popularity (trend_half_life_s)
+    w_content: float = 1.0  # catalogue features against the user's content profile (models/content.py)
     # two-stage ranking (models/ranking.py) and the HNSW index (models/index.py)
     exact_max_items: int = 50000  # up to this many items every item is scored; above, candidates (measured crossover)
     candidates: int = 50  # HNSW neighbours of the user vector (and best items newer than the index)

@@ -47,6 +47,8 @@ class ItemState:
         if i == len(self.names):
             self.names.append(name)
             self.mf.ensure(i + 1)
+            self.pop.ensure(i + 1)
+            self.trend.ensure(i + 1)
         return i
 
     def dense(self, keys: np.ndarray) -> np.ndarray:
@@ -133,7 +135,8 @@ class Replica:
         for key, name in zip(delta.keys.tolist(), delta.names):
             s.keys.add(key)
             s.names.append(name)
-        s.mf.ensure(len(s.names))
+        for counts in (s.mf, s.pop, s.trend):
+            counts.ensure(len(s.names))
         s.replay(delta.events)
         if delta.rows.size:
             s.mf.items.data[delta.rows] = delta.item_rows

@@ -89,6 +89,15 @@ class ItemLearner:
         self._j_factors.update(changed)
         self._j_pop.add(i)
 
+    def list_items(self, keys: list[int], names: list[str]) -> int:
+        """Make catalogue items known before their first event (their lists can hold them); how many were new."""
+        s = self.state
+        n = len(s)
+        for key, name in zip(keys, names):
+            s.add(key, name)
+        self._j_factors.update(range(n, len(s)))
+        return len(s) - n
+
     def _sample_negatives(self, n_items: int) -> list[int]:
         k = self.config.negatives
         if self._draw_at + k > len(self._draws):
@@ -104,8 +113,8 @@ class ItemLearner:
 
     @property
     def pending(self) -> int:
-        """Events learned since the last delta."""
-        return len(self._events)
+        """Events learned and items listed since the last delta."""
+        return len(self._events) + len(self.state) - self._first
 
     def take_delta(self, shared: bool) -> ItemDelta:
         """The changes since the previous delta (``shared``: for a ranker that reads this state itself)."""

@@ -50,11 +50,16 @@ class DecayedPopularity:
     def __len__(self) -> int:
         return self._n
 
+    def ensure(self, n: int) -> None:
+        """Make items ``0..n-1`` exist (a new one scores 0)."""
+        if n > self._n:
+            self._scores = grow(self._scores, n)
+            self._n = n
+
     def learn(self, item: int, weight: float, t: float) -> None:
         """Add ``weight`` to ``item`` at event time ``t``."""
         if item >= self._n:
-            self._scores = grow(self._scores, item + 1)
-            self._n = item + 1
+            self.ensure(item + 1)
         self.now = max(self.now, t)
         if not math.isinf(self.half_life):
             if self._t_ref is None:

@@ -6,22 +6,22 @@ Up to ``exact_max_items`` items every item is scored: one matrix product
 and one row-wise partition per block of users. Above it ranking is two
 stages: candidates from several sources (HNSW neighbours of the user
 vector, the co-occurrence rows of the user's recent items, the most
-popular and the trending items, items newer than the index), then the
-exact blend over the candidates only, so the cost of a list hardly grows
-with the catalogue.
+popular and the trending items, items newer than the index, the newest
+cold items whose catalogue features match the user's content profile),
+then the exact blend over the candidates only, so the cost of a list
+hardly grows with the catalogue.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterator, Sequence
-from typing import NamedTuple
 
 import numpy as np
 
 from models.arrays import unique_sorted
 from models.blend import EMPTY, Blend, Ranked
+from models.candidates import Block, Candidates
 from models.config import ModelConfig
 from models.ids import item_key
 from models.index import BackgroundIndex
@@ -31,18 +31,6 @@ from models.topk import top_finite, top_k_rows
 from models.users import UserView
 
 BLOCK = 64  # users ranked per matrix product (a 64 x 20k float32 block is 5 MB)
-_POPULAR_EVERY_S = 1.0  # the popular and trending candidates are recomputed at most this often
-
-
-class _Block(NamedTuple):
-    """Users of one block in dense form: user vectors, co-occurrence terms and exclusions as ``(user, item)`` pairs."""
-
-    vectors: np.ndarray
-    co_user: np.ndarray
-    co_item: np.ndarray
-    co_val: np.ndarray
-    ex_user: np.ndarray
-    ex_item: np.ndarray
 
 
 class Ranker:
@@ -73,9 +61,7 @@ class Ranker:
         c = config
         self.index = BackgroundIndex(c.index_m, c.index_ef_construction, c.index_ef, c.index_rebuild_s, c.seed)
         self._factors_changed = False
-        self._candidates_at = -math.inf
-        self._popular_top = np.zeros(0, dtype=np.int64)
-        self._trending_top = np.zeros(0, dtype=np.int64)
+        self.candidates = Candidates(config, self.blend, self.index, self.blocked)
         self._blocked_keys: set[int] = set()  # items (keys) the catalogue took away
         self._blocked = np.zeros(0, dtype=np.bool_)  # the same by dense item, for the first len(...) items
         self._blocked_idx = np.zeros(0, dtype=np.int64)
@@ -122,6 +108,10 @@ class Ranker:
             self._blocked_idx = np.flatnonzero(self._blocked)
         return self._blocked_idx
 
+    def set_content(self, keys: np.ndarray, rows: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Catalogue features of items by key (``models.content.features``); they count from the next list on."""
+        self.blend.content.set(keys.tolist(), rows)
+
     def changed(self) -> None:
         """Tell the ranker the factors moved (an applied delta): the index is due for a rebuild."""
         self._factors_changed = True
@@ -167,7 +157,7 @@ class Ranker:
         recent = s.dense(np.concatenate([v.recent for v in views])).reshape(len(views), -1)
         return user_vectors(recent, s.mf.history_factors.matrix, s.mf.weights)
 
-    def _block(self, views: Sequence[UserView]) -> _Block:
+    def _block(self, views: Sequence[UserView]) -> Block:
         s, c = self.state, self.config
         recent = s.dense(np.concatenate([v.recent for v in views])).reshape(len(views), -1)
         vectors = user_vectors(recent, s.mf.history_factors.matrix, s.mf.weights)
@@ -183,10 +173,11 @@ class Ranker:
         else:
             co_user = co_item = np.zeros(0, dtype=np.int64)
             co_val = np.zeros(0)
-        return _Block(vectors, co_user, co_item, co_val, ex_user, ex_item)
+        profiles = self.blend.content.profiles(recent, s.mf.weights) if self.blend.uses_content() else None
+        return Block(vectors, co_user, co_item, co_val, ex_user, ex_item, profiles)
 
-    def _exact(self, b: _Block, k: int, popularity: bool = True) -> list[Ranked]:
-        score = self.blend.base_scores(b.vectors, None, popularity)
+    def _exact(self, b: Block, k: int, popularity: bool = True) -> list[Ranked]:
+        score = self.blend.base_scores(b.vectors, None, popularity, b.profiles)
         score[b.co_user, b.co_item] += b.co_val  # a repeated pair carries the same value: exact
         score[b.ex_user, b.ex_item] = -math.inf
         score[:, self.blocked()] = -math.inf
@@ -202,7 +193,8 @@ class Ranker:
         seen = s.dense(view.seen)
         seen = seen[seen >= 0]
         vector = s.mf.user_vector(recent)
-        row = self.blend.base_scores(vector[None, :], None)[0]
+        profile = self.blend.content.profiles(recent[None, :], s.mf.weights) if self.blend.uses_content() else None
+        row = self.blend.base_scores(vector[None, :], None, True, profile)[0]
         none = np.zeros(0, dtype=np.int64)
         _, co_item, co_val, peak = s.cooc.scores(recent[None, -c.window :], (np.zeros(seen.shape[0], np.int64), seen))
         if c.w_cooc and co_val.size and peak[0] > 0:
@@ -212,39 +204,21 @@ class Ranker:
         top = top_finite(row, k)
         return self.blend.named(top, row[top])
 
-    def _two_stage(self, b: _Block, k: int) -> list[Ranked]:
-        c = self._candidates(b)
-        per_user = [c["index"], c["fresh"]]
+    def _two_stage(self, b: Block, k: int) -> list[Ranked]:
+        c = self.candidates.of(b)
+        per_user = [c["index"], c["fresh"], c["content"]]
         return self._score_candidates(b, per_user, np.concatenate([c["popular"], c["trending"]]), k, popularity=True)
-
-    def _candidates(self, b: _Block) -> dict[str, np.ndarray]:
-        """Every candidate source of a block: ``(users, m)`` matrices, or one array for every user.
-
-        ``index``: HNSW neighbours of the user vector; ``fresh``: the best
-        items added since the index was built; ``cooc``: the co-occurrence
-        rows of the user's recent items (in ``b``); ``popular`` and
-        ``trending``: the most popular items, long and short term. A new
-        source is one more entry here.
-        """
-        index = self.index.current
-        assert index is not None
-        popular, trending = self._popular_candidates()
-        return {
-            "index": index.query(b.vectors, self.config.candidates),
-            "fresh": self._fresh_candidates(b.vectors, index.size),
-            "popular": popular,
-            "trending": trending,
-        }
 
     def sources(self, views: Sequence[UserView]) -> list[dict[str, set[int]]]:
         """Which source proposed which candidates (dense items), per user (tests and benchmarks)."""
         b = self._block(views)
-        c = self._candidates(b)
+        c = self.candidates.of(b)
         co_at = np.searchsorted(b.co_user, np.arange(len(views) + 1))
         return [
             {
                 "index": set(c["index"][u].tolist()),
                 "fresh": set(c["fresh"][u].tolist()),
+                "content": set(c["content"][u].tolist()),
                 "cooc": set(b.co_item[co_at[u] : co_at[u + 1]].tolist()),
                 "popular": set(c["popular"].tolist()),
                 "trending": set(c["trending"].tolist()),
@@ -253,7 +227,7 @@ class Ranker:
         ]
 
     def _score_candidates(
-        self, b: _Block, per_user: list[np.ndarray], shared: np.ndarray, k: int, popularity: bool
+        self, b: Block, per_user: list[np.ndarray], shared: np.ndarray, k: int, popularity: bool
     ) -> list[Ranked]:
         """The exact blend over each user's candidates only, for the whole block in a few array operations.
 
@@ -270,7 +244,7 @@ class Ranker:
         keys += [(rows[:, None] * n + shared[None, :]).ravel(), b.co_user * n + b.co_item]
         key = unique_sorted(np.concatenate(keys))
         user, item = np.divmod(key, n)
-        score = self.blend.pair_scores(b.vectors, user, item, popularity)
+        score = self.blend.pair_scores(b.vectors, user, item, popularity, b.profiles)
         if b.co_val.size:
             score[np.searchsorted(key, b.co_user * n + b.co_item)] += b.co_val.astype(np.float32)
         if b.ex_item.size:
@@ -287,39 +261,6 @@ class Ranker:
         tops = top_k_rows(table, k)
         picked = [item[starts[r] + t] for r, t in enumerate(tops)]
         return self.blend.named_many(picked, np.concatenate([table[r, t] for r, t in enumerate(tops)]))
-
-    def _fresh_candidates(self, vectors: np.ndarray, indexed: int) -> np.ndarray:
-        """For each user, the best of the items added since the index was built (MF and popularity terms).
-
-        Until the next build swaps in, these items are in no index: the
-        newest ``fresh_max_items`` of them are scored for the whole block
-        in one product, and the best ``candidates`` of each user join that
-        user's candidates. Older ones (a catalogue growing faster than
-        inserts keep up) reach lists only through the other sources until
-        inserted: scoring all 76k of them cost a third of a 1M-item list.
-        """
-        n = len(self.state)
-        users = vectors.shape[0]
-        if n <= indexed:
-            return np.zeros((users, 0), dtype=np.int64)
-        items = np.arange(max(indexed, n - self.config.fresh_max_items), n)
-        if items.shape[0] <= self.config.candidates:
-            return np.broadcast_to(items, (users, items.shape[0]))
-        best = top_k_rows(self.blend.base_scores(vectors, items), self.config.candidates)
-        width = max(t.shape[0] for t in best)
-        out = np.full((users, width), items[0], dtype=np.int64)  # short rows repeat a candidate (deduplicated)
-        for r, t in enumerate(best):
-            out[r, : t.shape[0]] = items[t]
-        return out
-
-    def _popular_candidates(self) -> tuple[np.ndarray, np.ndarray]:
-        """The most popular and the trending items, recomputed at most every second."""
-        now = time.monotonic()
-        if now - self._candidates_at > _POPULAR_EVERY_S:
-            s, n = self.state, self.config.popular_candidates
-            self._popular_top, self._trending_top = s.pop.top(n), s.trend.top(n)
-            self._candidates_at = now
-        return self._popular_top, self._trending_top
 
     # ------------------------------------------------------ popular, similar
 
@@ -361,17 +302,18 @@ class Ranker:
             co_val = np.concatenate([r[1] / r[1].max() for r in rows if r[1].size]) if sum(lens) else np.zeros(0)
             if not c.w_cooc:
                 co_item, co_val, lens = np.zeros(0, dtype=np.int64), np.zeros(0), [0] * len(chunk)
-            b = _Block(
+            b = Block(
                 s.mf.history_factors.data[chunk],
                 np.repeat(np.arange(len(chunk)), lens),
                 co_item,
                 co_val * scale,
                 np.arange(len(chunk)),
                 chunk,
+                self.blend.content.item_profiles(chunk) if self.blend.uses_content() else None,
             )
             if two_stage:
-                cands = self._candidates(b)
-                per_user = [cands["index"], cands["fresh"]]
+                cands = self.candidates.of(b)
+                per_user = [cands["index"], cands["fresh"], cands["content"]]
                 yield from self._score_candidates(b, per_user, np.zeros(0, dtype=np.int64), k, popularity=False)
             else:
                 yield from self._exact(b, k, popularity=False)

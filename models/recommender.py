@@ -61,6 +61,13 @@ class Recommender:
         self.ranker.changed()
         self.ranker.maintain()
 
+    def add_items(self, items: Sequence[tuple[str, tuple[np.ndarray, np.ndarray]]]) -> None:
+        """Catalogue items, known from now on, and their features (``models.content.features``)."""
+        keys = [item_key(name) for name, _ in items]
+        self.learner.list_items(keys, [name for name, _ in items])
+        self.sync()
+        self.ranker.set_content(np.array(keys, dtype=np.int64), [row for _, row in items])
+
     def is_known(self, user: str) -> bool:
         return user in self.users.users
 
