@@ -123,7 +123,7 @@ def _rates(series: list[tuple[float, float]]) -> tuple[list[float], list[float]]
     return ts, rates
 
 
-FLOW_STAGES = {"summary", "catalogue", "scale", "ctr"}  # the figures that come from `freshrec run`
+FLOW_STAGES = {"summary", "catalogue", "scale", "ctr", "rerank"}  # the figures that come from `freshrec run`
 
 
 def results_section(res: dict, cmd: str, plots: list[Path], results_dir: Path) -> str:
@@ -154,7 +154,20 @@ def results_section(res: dict, cmd: str, plots: list[Path], results_dir: Path) -
         lines += _api_lines(res["api"])
     if res.get("ctr"):
         lines += _ctr_lines(res["ctr"])
+    if res.get("rerank"):
+        lines += _rerank_lines(res["rerank"])
     return "\n".join(lines) + "\n"
+
+
+def _rerank_lines(r: dict) -> list[str]:
+    return [
+        "| rules change (bench/rerank.py), 1,000 events/s | value | target |",
+        "|---|---|---|",
+        f"| users re-ranked in the background | {r['reranked']:,} of {r['users']:,} in {r['rerank_s']} s | "
+        "100k in <= 30 s |",
+        f"| freshness p50 / p99 meanwhile | {r['freshness_p50_ms']} / {r['freshness_p99_ms']} ms | p99 <= 100 ms |",
+        "",
+    ]
 
 
 def _core_lines(res: dict) -> list[str]:
@@ -333,6 +346,12 @@ def print_summary(res: dict) -> None:
             f"  scale           1 process {one['throughput_eps']:,} events/s, 2 processes {two['throughput_eps']:,} "
             f"({sc['scale_ratio']}x); hit-rate@10 {sc['hit_rate_at_10']}; single writer "
             f"{sc['single_writer_ceiling_eps']:,} events/s; with state: {sc['freshness_recovery_ms']}"
+        )
+    if "rerank" in res:
+        r = res["rerank"]
+        print(
+            f"  rules change    {r['reranked']:,} users re-ranked in {r['rerank_s']} s; freshness meanwhile "
+            f"p50 {r['freshness_p50_ms']} / p99 {r['freshness_p99_ms']} ms"
         )
     if "ctr" in res:
         c = res["ctr"]

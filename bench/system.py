@@ -25,7 +25,8 @@ Every ``freshrec run`` runs as production does: ``--recovery-dir`` with
 7. large catalogues (``bench/catalogue.py``, alone: ``--catalogue``);
 8. scale-out on Bytewax's cluster (``bench/scale.py``, alone: ``--scale``);
 9. the HTTP API under oha, beside direct Redis and Kafka clients (``bench/api.py``, alone: ``--api``);
-10. click-through of simulated shoppers, freshrec's lists against the popular list (``bench/ctr.py``, alone: ``--ctr``).
+10. click-through of simulated shoppers, freshrec's lists against the popular list (``bench/ctr.py``, alone: ``--ctr``);
+11. a rules change re-ranking 100k users in the background at 1,000 events/s (``bench/rerank.py``, alone: ``--rerank``).
 
 ``--core`` runs stages 1-6 only.
 
@@ -55,6 +56,7 @@ from bench.api import ApiPlan, run_api
 from bench.catalogue import CataloguePlan, run_catalogue
 from bench.ctr import CtrPlan, run_ctr
 from bench.measure import Process, drain, fixed_rate, read_latency, replay, start_flow, wait_replay
+from bench.rerank import RerankPlan, run_rerank
 from bench.scale import ScalePlan, run_scale
 from bench.services import ROOT, free_ports, say
 
@@ -105,7 +107,7 @@ def run_bench(
     results: str,
     only: str = "",
 ) -> int:
-    """The whole benchmark, or part of it (``only``: ``catalogue``, ``scale``, ``api``, ``ctr`` or ``core``, 1-6)."""
+    """The whole benchmark, or part of it (``only``: a stage's name, or ``core`` for 1-6)."""
     from bench import report
 
     plan = Plan.make(quick, runs)
@@ -125,6 +127,8 @@ def run_bench(
             res.update(run_api(ApiPlan.make(quick), kafka, redis_url, workdir))
         if only in ("", "ctr"):
             res["ctr"] = run_ctr(CtrPlan.make(quick), kafka, redis_url, workdir)
+        if only in ("", "rerank"):
+            res["rerank"] = run_rerank(RerankPlan.make(quick), kafka, redis_url, workdir)
     finally:
         if own:
             services.stop(workdir)
@@ -145,6 +149,8 @@ def run_bench(
             doc["api"] = res["api"]
         if "ctr" in res:
             doc["ctr"] = res["ctr"]
+        if "rerank" in res:
+            doc["rerank"] = res["rerank"]
         print(orjson.dumps(doc).decode())
     return 0
 

@@ -14,8 +14,8 @@ that worker (``operators/routing.py``); worker 0 also runs the learner::
                  \\-> dead letters                          |                                   v
                                                             +-------- rank batches -----> rank[shard] -> Redis
 
-The catalogue and the user attributes reach every ranker outside the
-dataflow, from a thread per process (``operators/feeds.py``).
+The catalogue and the user attributes reach the learner and every ranker
+outside the dataflow, from a thread per process (``operators/feeds.py``).
 """
 
 from __future__ import annotations
@@ -92,18 +92,20 @@ def build_flow(
     users = op.stateful_batch(
         "users",
         cast(op.KeyedStream[EventBatch], valid.falses),
-        lambda resume: UserShardLogic(model, bounds, snapshots, resume, s.attribution_window_s),
+        lambda resume: UserShardLogic(
+            model, bounds, snapshots, resume, s.attribution_window_s, s.rules, s.rerank_per_s
+        ),
     )
     split = op.branch("split", users, lambda kv: isinstance(kv[1], ToLearn))
     to_learner = op.map("to_learner", split.trues, lambda kv: (learner_key, kv[1]))
+    side = side_feeds(s, topology.process == 0) if catalogue else ()
     deltas = op.stateful_batch(
         "learner",
         cast(op.KeyedStream, to_learner),
-        lambda resume: LearnerLogic(model, keys, 0, s.broadcast_s, snapshots, resume),
+        lambda resume: LearnerLogic(model, keys, 0, s.broadcast_s, snapshots, resume, side[:1]),
     )
     broadcast = op.map("broadcast", deltas, lambda kv: kv[1])  # (ranker key, delta)
     rank_in = op.merge("rank_in", broadcast, split.falses)
-    side = side_feeds(s, topology.process == 0) if catalogue else ()
     writes = op.stateful_batch(
         "rank", cast(op.KeyedStream, rank_in), lambda _resume: RankerLogic(workers, model, serve, s.rules, side, bounds)
     )

@@ -114,6 +114,10 @@ class Settings:
     rules: str = field(
         default="", metadata={"help": "TOML file of business rules, reloaded when it changes; empty: no rules"}
     )
+    rerank_per_s: float = field(
+        default=5000.0,
+        metadata={"help": "users each shard re-ranks per second in the background after the rules change"},
+    )
     host: str = field(default="127.0.0.1", metadata={"help": "address `freshrec serve` listens on"})
     port: int = field(default=8000, metadata={"help": "port of `freshrec serve` (HTTP API and console)"})
     http_workers: int = field(

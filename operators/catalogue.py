@@ -34,6 +34,7 @@ import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
+from models.content import features
 from models.ids import item_key
 from models.rules import ItemFacts
 from operators.kafka_io import ServiceError, client_config, ensure_topics
@@ -239,28 +240,40 @@ class ItemMessage(NamedTuple):
 
 
 class Availability(NamedTuple):
-    """Catalogue changes for the rankers: item keys (``models.ids.item_key``) now unavailable, and available again."""
+    """Catalogue changes for the learner and the rankers, by item key (``models.ids.item_key``).
+
+    ``blocked`` are now unavailable, ``allowed`` available (again);
+    ``names`` are the ids of ``allowed``, which the learner makes known
+    before their first event. ``keys`` and ``features`` are the content
+    features (``models.content.features``) of every item of the batch.
+    """
 
     blocked: np.ndarray
     allowed: np.ndarray
+    names: list[str]
     facts: dict[str, ItemFacts]  # what rules need of each item in the message (models/rules.py)
+    keys: np.ndarray
+    features: list[tuple[np.ndarray, np.ndarray]]
 
 
 def item_changes(parsed: list[tuple[ItemMessage, ItemInfo]]) -> Availability | None:
-    """What the rankers do with a batch of valid catalogue messages; the last message of an item wins.
+    """What the learner and the rankers do with a batch of valid catalogue messages; the last message of an item wins.
 
     A tombstone or ``"available": false`` blocks the item.
     """
-    latest: dict[str, bool] = {}
+    latest: dict[str, ItemInfo] = {}
     facts: dict[str, ItemFacts] = {}
     for m, got in parsed:
-        latest[got.item] = got.available
+        latest.pop(got.item, None)
+        latest[got.item] = got
         facts[got.item] = ItemFacts(got.category, frozenset(got.tags), m.ts)
     if not latest:
         return None
-    blocked = np.array([item_key(i) for i, ok in latest.items() if not ok], dtype=np.int64)
-    allowed = np.array([item_key(i) for i, ok in latest.items() if ok], dtype=np.int64)
-    return Availability(blocked, allowed, facts)
+    names = [i for i, got in latest.items() if got.available]
+    blocked = np.array([item_key(i) for i, got in latest.items() if not got.available], dtype=np.int64)
+    keys = np.array([item_key(i) for i in latest], dtype=np.int64)
+    rows = [features(got.title, got.category, got.tags) for got in latest.values()]
+    return Availability(blocked, np.array([item_key(i) for i in names], dtype=np.int64), names, facts, keys, rows)
 
 
 def read_file(path: str) -> Iterator[dict[str, Any] | str]:

@@ -6,11 +6,16 @@ ranker an :class:`~models.items.ItemDelta`: the first one after a start
 carries the whole item state, the later ones what changed. The ranker on
 the learner's own worker reads the learner's state itself; the others
 apply copies.
+
+The learner also follows the catalogue (``operators/feeds.py``): a listed
+item becomes known, with fresh factors, before its first event, so the
+rankers can show it to the users its content features match (cold start).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
@@ -19,6 +24,8 @@ from bytewax.operators import StatefulBatchLogic
 from models.config import ModelConfig
 from models.items import ItemDelta
 from models.learner import ItemLearner
+from operators.catalogue import Availability
+from operators.feeds import Feed
 from operators.snapshots import Snapshots
 from operators.users import ToLearn
 from state import metrics
@@ -42,6 +49,8 @@ class LearnerLogic(StatefulBatchLogic[ToLearn, tuple[str, Broadcast], Manifest |
         The ranker keys, one per worker; ``rank_keys[local]`` is on this worker.
     broadcast_s
         Most seconds between deltas while events arrive.
+    catalogue
+        The catalogue feed of this process (none: items are known from their first event).
     """
 
     def __init__(
@@ -52,6 +61,7 @@ class LearnerLogic(StatefulBatchLogic[ToLearn, tuple[str, Broadcast], Manifest |
         broadcast_s: float,
         snapshots: Snapshots | None,
         resume: Manifest | None,
+        catalogue: Sequence[Feed] = (),
     ) -> None:
         self._journal = snapshots.journal("learner") if snapshots else None
         if resume is not None and snapshots is not None:
@@ -64,10 +74,12 @@ class LearnerLogic(StatefulBatchLogic[ToLearn, tuple[str, Broadcast], Manifest |
         self._based = False  # the rankers have had this run's base delta
         self._learned: dict[int, int] = {}
         self._last = -float("inf")
+        self._catalogue = [f.subscribe() for f in catalogue]
         self._gauges()
 
     @metrics.timed("learner", "on_batch")
     def on_batch(self, batches: list[ToLearn]) -> tuple[list[tuple[str, Broadcast]], bool]:
+        self._list_items()
         for message in batches:
             self.learner.learn_batch(message.batch)
             self._learned[message.shard] = message.seq
@@ -78,13 +90,22 @@ class LearnerLogic(StatefulBatchLogic[ToLearn, tuple[str, Broadcast], Manifest |
 
     @metrics.timed("learner", "on_notify")
     def on_notify(self) -> tuple[list[tuple[str, Broadcast]], bool]:
+        self._list_items()
         return self._flush(), StatefulBatchLogic.RETAIN
+
+    def _list_items(self) -> None:
+        """Make the items the catalogue listed since the last call known."""
+        for q in self._catalogue:
+            while not q.empty():
+                v = q.get_nowait()
+                if isinstance(v, Availability) and v.names and self.learner.list_items(v.allowed.tolist(), v.names):
+                    self._gauges()
 
     def on_eof(self) -> tuple[list[tuple[str, Broadcast]], bool]:
         return self._flush(), StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
-        if self._based and not self.learner.pending:
+        if self._based and not self.learner.pending and not self._catalogue:
             return None
         wait = max(0.0, self._last + self._every - time.monotonic())
         return datetime.now(UTC) + timedelta(seconds=wait)

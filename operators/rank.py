@@ -144,7 +144,9 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
         self._waiting = []
         writes = self._side_changes()
         for b in batches:
-            writes += self._rank(b.users, seq=b.seq)
+            if b.kind == "rules" and self.book.file is not None:
+                self.book.file.check()  # the shard saw a new version: rank with it
+            writes += self._rank(b.users, seq=b.seq, kind=b.kind)
         writes += self._settle()
         self._maintain()
         return writes, StatefulBatchLogic.RETAIN
@@ -157,6 +159,7 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
                 v = q.get_nowait()
                 if isinstance(v, Availability):
                     self.ranker.set_available(v.blocked, v.allowed)
+                    self.ranker.set_content(v.keys, v.features)
                     self.book.facts.update(v.facts)
                     metrics.UNAVAILABLE.set(self.ranker.blocked_count)
                     blocked.append(v.blocked)
@@ -228,15 +231,24 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
             return
         self.ranker.changed()
         keys = self.replica.state.keys.keys
-        mine = delta.active[keys[delta.active] % self.workers == self.shard]
+        # items with events, and items new to the replica (listed by the catalogue before any event)
+        due = np.union1d(delta.active, np.arange(delta.first, delta.first + len(delta.names)))
+        mine = due[keys[due] % self.workers == self.shard]
         for i in mine.tolist():
             self._pending[i] = None
         self._popular_due = self._popular_due or bool(delta.active.size)
 
-    def _rank(self, items: list[RankItem], seq: int | None) -> list[ListWrite]:
-        """Rank users of batch ``seq``: their events count for the live hit-rate first; None: a settling."""
+    def _rank(self, items: list[RankItem], seq: int | None, kind: str = "event") -> list[ListWrite]:
+        """Rank users of batch ``seq``: their events count for the live hit-rate first; None: a settling.
+
+        ``kind`` "rules": users the shard sends again after a rules change
+        (no events; their lists keep the event time they were written with).
+        """
         rows = [item.view.row for item in items]
         served = self._lists.keys
+        if kind == "rules":
+            known = self._lists.event_ts
+            items = [it._replace(event_ts=float(known[r]) if r < known.shape[0] else 0.0) for it, r in zip(items, rows)]
         hits = []
         if seq is not None:
             for item, row in zip(items, rows):
@@ -249,7 +261,7 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
             views = [item.view for item in items]
             users, seen = [v.user for v in views], [v.seen for v in views]
             ranked = self.book.apply(users, seen, ranked, self.ranker.is_blocked, time.time(), k)
-        metrics.RANKINGS.labels("event" if seq is not None else "settle").inc(len(items))
+        metrics.RANKINGS.labels(kind if seq is not None else "settle").inc(len(items))
         n = len(self.ranker.state)
         unknown = self.ranker.unknown_history([item.view for item in items])
         for item, r, missing in zip(items, ranked, unknown):

@@ -5,10 +5,19 @@ Every event updates its user's recent and seen items at once. Per batch
 the shard emits one :class:`~models.users.LearnBatch` for the item-side
 learner and one :class:`RankBatch` for the ranker of its own worker, so
 a user's new list never waits for the learner.
+
+When the rules file changes (and loads), the shard sends every one of its
+users to its ranker again, in the background: ``rerank_per_s`` users a
+second in batches ``_RERANK_TICK_S`` apart, between event batches, so the
+lists in Redis obey the new rules without waiting for each user's next
+event.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 import numpy as np
@@ -20,9 +29,15 @@ from models.event import Event, Impression
 from models.users import LearnBatch, UserTable, UserView
 from operators.parse import Message, ParseConfig, parse
 from operators.routing import shard_of
+from operators.rules import RulesFile
 from operators.snapshots import Snapshots
 from state import metrics
 from state.journal import Journal, Manifest
+
+log = logging.getLogger(__name__)
+
+_RERANK_TICK_S = 0.05  # between background re-rank batches after a rules change
+_RULES_CHECK_S = 1.0  # the rules file is looked at this often
 
 
 class EventBatch(NamedTuple):
@@ -97,11 +112,12 @@ class RankItem(NamedTuple):
 
 
 class RankBatch(NamedTuple):
-    """The ranker's share of one user-step batch: each touched user once."""
+    """The ranker's share of one user-step batch: each touched user once ("rules": a re-rank after a rules change)."""
 
     shard: int
     seq: int  # the shard's batch number (the same as the LearnBatch's)
     users: list[RankItem]
+    kind: str = "event"
 
 
 class ToLearn(NamedTuple):
@@ -126,8 +142,15 @@ class UserShardLogic(StatefulBatchLogic[EventBatch, ToLearn | RankBatch, Manifes
         snapshots: Snapshots | None,
         resume: Manifest | None,
         attribution_window_s: float = 1800.0,
+        rules: str = "",
+        rerank_per_s: float = 5000.0,
     ) -> None:
         self.bounds = bounds
+        self._rules = RulesFile.shared(rules) if rules else None
+        self._rules_version = self._rules.version if self._rules else 0
+        self._rules_at = time.monotonic()
+        self._rerank_chunk = max(1, int(rerank_per_s * _RERANK_TICK_S))
+        self._rerank = (0, 0)  # users [from, to) of the table still to re-rank
         # Live attribution counters only (freshrec report is the record): not in the snapshots, so
         # after a restart, impressions shown before the resumed offsets are not credited.
         self.attributor = Attributor(attribution_window_s)
@@ -154,6 +177,7 @@ class UserShardLogic(StatefulBatchLogic[EventBatch, ToLearn | RankBatch, Manifes
             first = events[0].user if events else batches[0].impressions[0].user
             self._open(shard_of(first, self.bounds))
         self._attribute(batches, events)
+        self._check_rules()
         if not events:
             return [], StatefulBatchLogic.RETAIN
         table = self.table
@@ -175,6 +199,36 @@ class UserShardLogic(StatefulBatchLogic[EventBatch, ToLearn | RankBatch, Manifes
         self._seq += 1
         learned = ToLearn(self.shard, self._seq, LearnBatch.of(learn, table.config.history))
         return [learned, RankBatch(self.shard, self._seq, rank)], StatefulBatchLogic.RETAIN
+
+    def _check_rules(self) -> None:
+        """Look at the rules file (at most every second); a new version re-ranks every user of the shard."""
+        if self._rules is None or time.monotonic() - self._rules_at < _RULES_CHECK_S:
+            return
+        self._rules_at = time.monotonic()
+        self._rules.check()  # one instance per process: the ranker sees the same rules
+        if self._rules.version != self._rules_version:
+            self._rules_version = self._rules.version
+            self._rerank = (0, len(self.table))
+            metrics.RERANK_PENDING.labels(str(self.shard)).set(len(self.table))
+            log.info("rules changed: shard %d re-ranks its %d users in the background", self.shard, len(self.table))
+
+    def on_notify(self) -> tuple[list[ToLearn | RankBatch], bool]:
+        self._check_rules()
+        start, end = self._rerank
+        if start >= end or self.shard < 0:
+            return [], StatefulBatchLogic.RETAIN
+        stop = min(end, start + self._rerank_chunk)
+        self._rerank = (stop, end)
+        metrics.RERANK_PENDING.labels(str(self.shard)).set(end - stop)
+        users = [RankItem(self.table.view_row(r), (), 0.0, ()) for r in range(start, stop)]
+        return [RankBatch(self.shard, self._seq, users, "rules")], StatefulBatchLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        if self._rerank[0] < self._rerank[1]:
+            return datetime.now(UTC) + timedelta(seconds=_RERANK_TICK_S)
+        if self._rules is not None:
+            return datetime.now(UTC) + timedelta(seconds=_RULES_CHECK_S)
+        return None
 
     def _attribute(self, batches: list[EventBatch], events: list[Event]) -> None:
         """Count the clicks, carts and purchases the batch's impressions (and earlier ones) earned."""

@@ -38,6 +38,11 @@ USER_MESSAGES = Counter("freshrec_user_messages", "User-attribute messages read 
 # reload leaves the previous rules in force).
 RULES = Gauge("freshrec_rules", "Business rules in force")
 RULE_RELOADS = Counter("freshrec_rule_reloads", "Reloads of the rules file", ["outcome"])
+RERANK_PENDING = Gauge(
+    "freshrec_rerank_pending_users",
+    "Users of each shard still to re-rank in the background after a rules change",
+    ["shard"],
+)
 LIST_REWRITES = Counter("freshrec_list_rewrites", "Stored lists rewritten without an unavailable item", ["kind"])
 
 # Seconds from an event's Kafka timestamp to the Redis write of its user's list.

@@ -97,3 +97,47 @@ def test_bad_catalogue_messages_go_to_the_items_dead_letter_topic(start_flow, pr
                 got[r.value] = dict(r.headers)["reason_code"].decode()
     consumer.close()
     assert got == {value: reason for (_, value), reason in bad.items()}
+
+
+def test_a_new_item_with_tags_reaches_the_lists_of_users_whose_profile_matches(
+    start_flow, producer, redis_client, names
+) -> None:
+    # The catalogue describes the two taste groups' items (a*: alpha/red, b*: beta/blue); then a new
+    # alpha item is listed that nobody has interacted with. Each user's next event ranks them again:
+    # the even (alpha) users' lists must hold it, ahead of where the odd users' lists put it, if at all.
+    items_topic = names["topic"] + ".items"
+    flow = start_flow("--items-topic", items_topic, "--k", "30")
+    ns = names["namespace"]
+    for group, category, tag in (("a", "alpha", "red"), ("b", "beta", "blue")):
+        for j in range(30):
+            item = f"{group}{j}"
+            doc = {"item": item, "title": f"{category.title()} {j}", "category": category, "tags": [tag]}
+            producer.send(items_topic, key=item.encode(), value=orjson.dumps(doc))
+    send(producer, names["topic"], history())
+    wait_for(lambda: flow.metric("freshrec_events_total", {"outcome": "applied"}) == len(history()), timeout=30)
+    new = {"item": "a-new", "title": "Alpha premiere", "category": "alpha", "tags": ["red"]}
+    producer.send(items_topic, key=b"a-new", value=orjson.dumps(new))
+    producer.flush()
+    wait_for(lambda: flow.metric("freshrec_catalogue_messages_total", {"outcome": "applied"}) == 61, timeout=30)
+    wait_for(lambda: flow.metric("freshrec_items") >= 61, timeout=30)  # the learner knows it before any event
+    users = [f"user{u}" for u in range(6)]
+    before = {u: orjson.loads(redis_client.get(user_key(ns, u)))["event_ts"] for u in users}
+    nudge = [{"user": u, "item": f"{'ab'[i % 2]}0", "type": "view"} for i, u in enumerate(users)]
+    send(producer, names["topic"], nudge)
+
+    def lists() -> dict[str, list[str]] | None:
+        docs = {u: orjson.loads(redis_client.get(user_key(ns, u))) for u in users}
+        fresh = all(d["event_ts"] > before[u] for u, d in docs.items())
+        return {u: d["items"] for u, d in docs.items()} if fresh else None
+
+    ranked = wait_for(lists, timeout=20)
+    assert ranked is not None
+    position = {u: items.index("a-new") if "a-new" in items else len(items) for u, items in ranked.items()}
+    print("position of the new item:", position)
+    alpha, beta = [position[u] for u in users[0::2]], [position[u] for u in users[1::2]]
+    assert all(p < 30 for p in alpha), ranked
+    assert max(alpha) < min(beta), position
+    similar = wait_for(lambda: redis_client.get(item_key(ns, "a-new")), timeout=10)  # content neighbours
+    assert similar is not None
+    top = orjson.loads(similar)["items"][:10]
+    assert sum(x.startswith("a") for x in top) >= 8, top

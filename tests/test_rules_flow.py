@@ -72,12 +72,16 @@ def test_rules_shape_the_lists_in_redis_and_a_bad_reload_keeps_them(
     wait_for(lambda: orjson.loads(redis_client.get(user_key(ns, "user0")))["event_ts"] > before, timeout=20)
     assert not [i for i in _items(redis_client, ns, "user0") if i.startswith("a")]
 
-    # A good change applies to the lists ranked from then on.
+    # A good change re-ranks every user in the background: the lists obey it with no new event.
     rules.write_text(RULES.split('[[rule]]\nname = "pick')[0].replace('category = "A"', 'category = "B"'))
     wait_for(lambda: flow.metric("freshrec_rule_reloads_total", {"outcome": "applied"}) == 1, timeout=10)
     assert flow.metric("freshrec_rules") == 1
-    before = orjson.loads(redis_client.get(user_key(ns, "user0")))["event_ts"]
-    send(producer, topic, [{"user": "user0", "item": "a4", "type": "click"}])
-    wait_for(lambda: orjson.loads(redis_client.get(user_key(ns, "user0")))["event_ts"] > before, timeout=20)
-    kids = _items(redis_client, ns, "user0")
-    assert kids[0].startswith("a") and not [i for i in kids if i.startswith("b")], kids
+
+    def obeyed() -> bool:
+        kids, france = _items(redis_client, ns, "user0"), _items(redis_client, ns, "user2")
+        no_b = kids[0].startswith("a") and not [i for i in kids if i.startswith("b")]
+        return no_b and france[0].startswith("a")  # no pin any more: the user's taste leads
+
+    assert wait_for(obeyed, timeout=10), (_items(redis_client, ns, "user0"), _items(redis_client, ns, "user2"))
+    assert flow.metric("freshrec_rankings_total", {"reason": "rules"}) >= 6
+    assert flow.metric("freshrec_rerank_pending_users") == 0
