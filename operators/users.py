@@ -7,10 +7,14 @@ learner and one :class:`RankBatch` for the ranker of its own worker, so
 a user's new list never waits for the learner.
 
 When the rules file changes (and loads), the shard sends every one of its
-users to its ranker again, in the background: ``rerank_per_s`` users a
-second in batches ``_RERANK_TICK_S`` apart, between event batches, so the
-lists in Redis obey the new rules without waiting for each user's next
-event.
+users to its ranker again, in the background, in batches ``_RERANK_TICK_S``
+apart between event batches, so the lists in Redis obey the new rules
+without waiting for each user's next event. The batches yield to events:
+a batch is as large as ``rerank_per_s`` allows, but halves whenever the
+events the shard last applied were more than ``_RERANK_LAG_S`` old (they
+queued behind the re-rank) or the worker came back to the shard more than
+``_RERANK_LATE_S`` late (it was busy), and grows again by a quarter when
+neither. So a re-rank takes the worker's spare time, not the events'.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ from state.journal import Journal, Manifest
 log = logging.getLogger(__name__)
 
 _RERANK_TICK_S = 0.05  # between background re-rank batches after a rules change
+_RERANK_LATE_S = 0.02  # a re-rank tick this late halves the next batch
+_RERANK_LAG_S = 0.05  # ... and so do events this old (Kafka timestamp to the shard) in the last batch
+_RERANK_MIN = 16  # users per re-rank batch at least
 _RULES_CHECK_S = 1.0  # the rules file is looked at this often
 
 
@@ -149,8 +156,11 @@ class UserShardLogic(StatefulBatchLogic[EventBatch, ToLearn | RankBatch, Manifes
         self._rules = RulesFile.shared(rules) if rules else None
         self._rules_version = self._rules.version if self._rules else 0
         self._rules_at = time.monotonic()
-        self._rerank_chunk = max(1, int(rerank_per_s * _RERANK_TICK_S))
+        self._rerank_max = max(_RERANK_MIN, int(rerank_per_s * _RERANK_TICK_S))
+        self._rerank_chunk = _RERANK_MIN
         self._rerank = (0, 0)  # users [from, to) of the table still to re-rank
+        self._rerank_due = 0.0  # when the next re-rank tick was asked for (monotonic)
+        self._lag = (0.0, 0.0)  # (when, how old the newest event of the last batch was), epoch seconds
         # Live attribution counters only (freshrec report is the record): not in the snapshots, so
         # after a restart, impressions shown before the resumed offsets are not credited.
         self.attributor = Attributor(attribution_window_s)
@@ -193,6 +203,8 @@ class UserShardLogic(StatefulBatchLogic[EventBatch, ToLearn | RankBatch, Manifes
         for user, evs in touched.items():
             items, ts, source_ts = zip(*evs)
             rank.append(RankItem(table.view_row(index[user]), items, max(ts), source_ts))
+        now = time.time()
+        self._lag = (now, now - max(ev.source_ts for ev in events))
         metrics.EVENTS.labels("applied", "").inc(len(events))
         metrics.BATCH_SIZE.observe(len(events))
         metrics.USERS.inc(len(table) - before)
@@ -209,6 +221,7 @@ class UserShardLogic(StatefulBatchLogic[EventBatch, ToLearn | RankBatch, Manifes
         if self._rules.version != self._rules_version:
             self._rules_version = self._rules.version
             self._rerank = (0, len(self.table))
+            self._rerank_due = time.monotonic()
             metrics.RERANK_PENDING.labels(str(self.shard)).set(len(self.table))
             log.info("rules changed: shard %d re-ranks its %d users in the background", self.shard, len(self.table))
 
@@ -217,18 +230,28 @@ class UserShardLogic(StatefulBatchLogic[EventBatch, ToLearn | RankBatch, Manifes
         start, end = self._rerank
         if start >= end or self.shard < 0:
             return [], StatefulBatchLogic.RETAIN
+        late = time.monotonic() - self._rerank_due
+        at, lag = self._lag
+        if late > _RERANK_LATE_S or (time.time() - at < 1.0 and lag > _RERANK_LAG_S):
+            self._rerank_chunk = max(_RERANK_MIN, self._rerank_chunk // 2)
+        else:
+            self._rerank_chunk = min(self._rerank_max, self._rerank_chunk + max(1, self._rerank_chunk // 4))
         stop = min(end, start + self._rerank_chunk)
         self._rerank = (stop, end)
+        self._rerank_due = time.monotonic() + _RERANK_TICK_S
         metrics.RERANK_PENDING.labels(str(self.shard)).set(end - stop)
         users = [RankItem(self.table.view_row(r), (), 0.0, ()) for r in range(start, stop)]
         return [RankBatch(self.shard, self._seq, users, "rules")], StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
+        # Stable times: this is asked after every batch, and an answer of "now + tick" would never come.
         if self._rerank[0] < self._rerank[1]:
-            return datetime.now(UTC) + timedelta(seconds=_RERANK_TICK_S)
-        if self._rules is not None:
-            return datetime.now(UTC) + timedelta(seconds=_RULES_CHECK_S)
-        return None
+            due = self._rerank_due
+        elif self._rules is not None:
+            due = self._rules_at + _RULES_CHECK_S
+        else:
+            return None
+        return datetime.now(UTC) + timedelta(seconds=max(0.0, due - time.monotonic()))
 
     def _attribute(self, batches: list[EventBatch], events: list[Event]) -> None:
         """Count the clicks, carts and purchases the batch's impressions (and earlier ones) earned."""

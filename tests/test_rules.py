@@ -92,3 +92,43 @@ def test_user_attributes_messages() -> None:
     assert parse_user(b"u1", b'{"user": "u2"}').reason == "bad_user"  # type: ignore[union-attr]
     assert parse_user(b"u1", b'{"segment": {"a": 1}}').reason == "bad_value"  # type: ignore[union-attr]
     assert parse_user(None, b"[]").reason == "not_object"  # type: ignore[union-attr]
+
+
+def test_a_rules_change_re_ranks_every_user_of_the_shard_in_batches_that_yield_to_events(tmp_path) -> None:
+    import time
+
+    from models import ModelConfig
+    from models.event import Event
+    from operators import users as shard_module
+    from operators.users import EventBatch, RankBatch, UserShardLogic
+
+    path = tmp_path / "rules.toml"
+    path.write_text('[[rule]]\nname = "v"\nkind = "diversity"\nmax = 2\ntop = 4\n')
+    shard = UserShardLogic(ModelConfig(), [1.0], None, None, rules=str(path), rerank_per_s=20_000)
+    now = time.time()
+    events = [Event(f"u{u}", f"i{u % 7}", "view", 1.0, now, now) for u in range(3000)]
+    shard.on_batch([EventBatch(events, [])])
+    shard._lag = (time.time(), 0.001)  # those events were fresh
+    path.write_text('[[rule]]\nname = "v"\nkind = "diversity"\nmax = 1\ntop = 4\n')
+
+    seen: set[str] = set()
+
+    def tick() -> list[RankBatch]:
+        shard._rules_at -= shard_module._RULES_CHECK_S  # as if a second had passed
+        shard._rerank_due = time.monotonic()  # on time
+        out, _ = shard.on_notify()
+        batches = [b for b in out if isinstance(b, RankBatch)]
+        assert all(b.kind == "rules" and not any(u.items for u in b.users) for b in batches)
+        seen.update(u.view.user for b in batches for u in b.users)
+        return batches
+
+    sizes = [len(b.users) for b in tick() + tick() + tick()]
+    assert sizes[0] <= 2 * shard_module._RERANK_MIN and sizes[0] < sizes[1] < sizes[2], sizes  # growing
+    shard._lag = (time.time(), 1.0)  # the last events applied were a second old: the next batch halves
+    before = shard._rerank_chunk
+    assert len(tick()[0].users) == max(shard_module._RERANK_MIN, before // 2)
+    shard._lag = (0.0, 0.0)
+    while shard._rerank[0] < shard._rerank[1]:
+        tick()
+    assert len(seen) == 3000  # every user of the shard, once the file changed
+    assert not tick()  # and no more
