@@ -166,6 +166,7 @@ def _rerank_lines(r: dict) -> list[str]:
         f"| users re-ranked in the background | {r['reranked']:,} of {r['users']:,} in {r['rerank_s']} s | "
         "100k in <= 30 s |",
         f"| freshness p50 / p99 meanwhile | {r['freshness_p50_ms']} / {r['freshness_p99_ms']} ms | p99 <= 100 ms |",
+        f"| freshness p99 before the change (same load and rules) | {r.get('baseline_p99_ms')} ms | |",
         "",
     ]
 
