@@ -101,7 +101,7 @@ def test_eval_prints_the_json_contract(tmp_path) -> None:
         "funk_mf",
     }
     for row in doc["models"].values():
-        assert set(row) == {"hr@10", "hr@20", "mrr@20", "hr@10_second_half", "coverage", "events_per_s"}
+        assert set(row) == {"hr@10", "hr@10_cold", "hr@20", "mrr@20", "hr@10_second_half", "coverage", "events_per_s"}
         assert 0 <= row["hr@10"] <= row["hr@20"] <= 1
     assert png.stat().st_size > 10_000
     # On a stream with stable tastes the online model beats popularity and the nightly batch MF by a
@@ -113,6 +113,26 @@ def test_eval_prints_the_json_contract(tmp_path) -> None:
     assert ours["hr@10"] >= 1.3 * best["hr@10"], (ours, plain)
     for metric in ("mrr@20", "hr@10_second_half"):
         assert ours[metric] > max(row[metric] for row in plain.values()), (metric, ours, plain)
+
+
+def test_eval_with_a_catalogue_scores_cold_events_with_and_without_content(tmp_path) -> None:
+    log, items = tmp_path / "log.csv", tmp_path / "movies.csv"
+    rows = ["userId,movieId,rating,timestamp"]
+    for n, e in enumerate(synthetic_events(SyntheticConfig(users=60, items=300, topics=6, events=4000, seed=3))):
+        rows.append(f"{e.user[1:]},{e.item[1:]},4.0,{1_600_000_000 + n}")
+    log.write_text("\n".join(rows) + "\n")
+    movies = ["movieId,title,genres"] + [f"{j},Film {j} (19{90 + j % 6}),Topic{j % 6}" for j in range(300)]
+    items.write_text("\n".join(movies) + "\n")
+    out = cli("eval", "--data", str(log), "--items", str(items), "--json", "--plot", "", "--batch-every", "1000")
+    assert out.returncode == 0, out.stderr
+    doc = orjson.loads(out.stdout.strip().splitlines()[-1])
+    assert doc["items"] == str(items) and 0 < doc["cold_events"] < 4000
+    ours, off, before = (doc["models"][m] for m in ("freshrec", "freshrec_no_content", "freshrec_no_catalogue"))
+    print({m: (doc["models"][m]["hr@10"], doc["models"][m]["hr@10_cold"]) for m in doc["models"]})
+    assert ours["hr@10_cold"] > max(off["hr@10_cold"], before["hr@10_cold"]), (ours, off, before)
+    items.write_text("movieId,title,genres\n1,Heat (1995),Action\n2," + "x" * 2000 + ",Drama\n")
+    out = cli("eval", "--data", str(log), "--items", str(items), "--plot", "")
+    assert out.returncode != 0 and f"{items} row 2: title is longer than" in out.stderr, out.stderr
 
 
 def test_the_demo_runs_the_flow_end_to_end_with_simulated_shoppers() -> None:
