@@ -31,6 +31,8 @@ from operators.users import ToLearn
 from state import metrics
 from state.journal import Manifest
 
+_LIST_PER_CALL = 10_000  # catalogue items listed per call at most: loading a large catalogue never stalls the flow
+
 
 class Broadcast(NamedTuple):
     """An item delta for the ranker of worker ``shard``, and the last batch of each shard it includes."""
@@ -75,6 +77,7 @@ class LearnerLogic(StatefulBatchLogic[ToLearn, tuple[str, Broadcast], Manifest |
         self._learned: dict[int, int] = {}
         self._last = -float("inf")
         self._catalogue = [f.subscribe() for f in catalogue]
+        self._to_list: list[tuple[int, str]] = []  # listed by the catalogue, not made known yet (newest last)
         self._gauges()
 
     @metrics.timed("learner", "on_batch")
@@ -94,12 +97,17 @@ class LearnerLogic(StatefulBatchLogic[ToLearn, tuple[str, Broadcast], Manifest |
         return self._flush(), StatefulBatchLogic.RETAIN
 
     def _list_items(self) -> None:
-        """Make the items the catalogue listed since the last call known."""
+        """Make the items the catalogue listed known, ``_LIST_PER_CALL`` at most per call (the rest wait)."""
         for q in self._catalogue:
             while not q.empty():
                 v = q.get_nowait()
-                if isinstance(v, Availability) and v.names and self.learner.list_items(v.allowed.tolist(), v.names):
-                    self._gauges()
+                if isinstance(v, Availability) and v.names:
+                    self._to_list += zip(v.allowed.tolist(), v.names)
+        if not self._to_list:
+            return
+        now, self._to_list = self._to_list[:_LIST_PER_CALL], self._to_list[_LIST_PER_CALL:]
+        if self.learner.list_items([key for key, _ in now], [name for _, name in now]):
+            self._gauges()
 
     def on_eof(self) -> tuple[list[tuple[str, Broadcast]], bool]:
         return self._flush(), StatefulBatchLogic.RETAIN
@@ -107,7 +115,7 @@ class LearnerLogic(StatefulBatchLogic[ToLearn, tuple[str, Broadcast], Manifest |
     def notify_at(self) -> datetime | None:
         if self._based and not self.learner.pending and not self._catalogue:
             return None
-        wait = max(0.0, self._last + self._every - time.monotonic())
+        wait = 0.0 if self._to_list else max(0.0, self._last + self._every - time.monotonic())
         return datetime.now(UTC) + timedelta(seconds=wait)
 
     def _flush(self) -> list[tuple[str, Broadcast]]:

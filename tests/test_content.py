@@ -121,3 +121,27 @@ def test_without_a_catalogue_nothing_changes() -> None:
     a, b = _model(ModelConfig(seed=3), catalogue=False), _model(ModelConfig(seed=3, w_content=0.0), catalogue=False)
     assert a.recommend("u1").items == b.recommend("u1").items
     assert not a.ranker.blend.content.active
+
+
+def test_the_learner_lists_a_large_catalogue_a_bounded_number_of_items_per_call() -> None:
+    import queue
+    from typing import Any, cast
+
+    from operators import learn
+    from operators.catalogue import Availability
+
+    changes: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    class _Feed:  # what the learner uses of operators.feeds.Feed: a subscription to the parsed changes
+        def subscribe(self) -> queue.SimpleQueue[Any]:
+            return changes
+
+    logic = learn.LearnerLogic(ModelConfig(), ["k0"], 0, 0.05, None, None, [cast(learn.Feed, _Feed())])
+    names = [f"x{i}" for i in range(25_000)]
+    none = np.zeros(0, dtype=np.int64)
+    changes.put(Availability(none, np.array([item_key(n) for n in names]), names, {}, none, []))
+    logic.on_notify()
+    assert len(logic.learner.state) == learn._LIST_PER_CALL
+    logic.on_notify()
+    logic.on_notify()
+    assert logic.learner.state.names == names
