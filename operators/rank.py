@@ -242,11 +242,17 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
         """Rank users of batch ``seq``: their events count for the live hit-rate first; None: a settling.
 
         ``kind`` "rules": users the shard sends again after a rules change
-        (no events; their lists keep the event time they were written with).
+        (no events); those the changed rules apply to are ranked again, and
+        their lists keep the event time they were written with.
         """
         rows = [item.view.row for item in items]
         served = self._lists.keys
-        if kind == "rules":
+        if kind == "rules":  # only the users the changed rules apply to
+            affected = self.book.affected([it.view.user for it in items]) if self.book.file is not None else []
+            items = [it for it, yes in zip(items, affected) if yes]
+            if not items:
+                return []
+            rows = [item.view.row for item in items]
             known = self._lists.event_ts
             items = [it._replace(event_ts=float(known[r]) if r < known.shape[0] else 0.0) for it, r in zip(items, rows)]
         hits = []

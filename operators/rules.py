@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple
 
@@ -24,6 +25,8 @@ from operators.parse import Rejected
 from state import metrics
 
 log = logging.getLogger(__name__)
+
+_CHANGED_KEEP_S = 600.0  # a reload's added and removed rules count for re-ranks this long
 
 MAX_ATTRS = 32
 
@@ -45,6 +48,7 @@ class RulesFile:
         self._stamp = self._stat()
         self.rules: tuple[Rule, ...] = load_rules(path)
         self.version = 1
+        self._changes: list[tuple[float, frozenset[Rule]]] = []  # (when, rules added or removed) per reload
         metrics.RULES.set(len(self.rules))
 
     @classmethod
@@ -74,10 +78,18 @@ class RulesFile:
                 metrics.RULE_RELOADS.labels("rejected").inc()
                 log.error("rules not reloaded: %s; the %d rules loaded before stay in force", ex, len(self.rules))
                 return
+            now = time.monotonic()
+            self._changes = [c for c in self._changes if now - c[0] < _CHANGED_KEEP_S]
+            self._changes.append((now, frozenset(self.rules) ^ frozenset(rules)))
             self.rules, self.version = rules, self.version + 1
             metrics.RULE_RELOADS.labels("applied").inc()
             metrics.RULES.set(len(rules))
             log.info("rules reloaded from %s: %d rules", self.path, len(rules))
+
+    def changed(self) -> frozenset[Rule]:
+        """The rules added or removed by the reloads of the last ``_CHANGED_KEEP_S`` (what a re-rank is for)."""
+        with self._lock:
+            return frozenset().union(*(rules for _, rules in self._changes))
 
 
 class UserFacts(NamedTuple):
@@ -144,6 +156,17 @@ class RuleBook:
                 self.attrs.pop(user, None)
             else:
                 self.attrs[user] = attrs
+
+    def affected(self, users: Sequence[str]) -> list[bool]:
+        """For each user, whether a rule the file added or removed lately applies to them.
+
+        A changed rule for everyone (no ``who``) affects every user.
+        """
+        assert self.file is not None
+        changed = self.file.changed()
+        if any(not r.who for r in changed):
+            return [True] * len(users)
+        return [any(r.applies_to(self.attrs.get(u, {})) for r in changed) for u in users]
 
     def name_of(self, key: int) -> str | None:
         """The id of a pinned item (which the model may not know) by its key."""

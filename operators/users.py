@@ -7,7 +7,8 @@ learner and one :class:`RankBatch` for the ranker of its own worker, so
 a user's new list never waits for the learner.
 
 When the rules file changes (and loads), the shard sends every one of its
-users to its ranker again, in the background, in batches ``_RERANK_TICK_S``
+users to its ranker again (which ranks again those the changed rules apply
+to, ``RuleBook.affected``), in the background, in batches ``_RERANK_TICK_S``
 apart between event batches, so the lists in Redis obey the new rules
 without waiting for each user's next event. The batches yield to events:
 a batch is as large as ``rerank_per_s`` allows, but halves whenever the

@@ -40,7 +40,7 @@ RULES = Gauge("freshrec_rules", "Business rules in force")
 RULE_RELOADS = Counter("freshrec_rule_reloads", "Reloads of the rules file", ["outcome"])
 RERANK_PENDING = Gauge(
     "freshrec_rerank_pending_users",
-    "Users of each shard still to re-rank in the background after a rules change",
+    "Users of each shard still to look at (re-ranked if the change affects them) after a rules change",
     ["shard"],
 )
 LIST_REWRITES = Counter("freshrec_list_rewrites", "Stored lists rewritten without an unavailable item", ["kind"])

@@ -132,3 +132,24 @@ def test_a_rules_change_re_ranks_every_user_of_the_shard_in_batches_that_yield_t
         tick()
     assert len(seen) == 3000  # every user of the shard, once the file changed
     assert not tick()  # and no more
+
+
+def test_a_rules_change_affects_the_users_its_added_or_removed_rules_apply_to(tmp_path) -> None:
+    import os
+
+    from operators.rules import RuleBook, UserFacts
+
+    path = tmp_path / "rules.toml"
+    kids = '[[rule]]\nname = "k"\nkind = "filter"\nwho = {segment = "kids"}\nwhere = {category = "a"}\n'
+    everyone = '[[rule]]\nname = "v"\nkind = "diversity"\nmax = 2\ntop = 4\n'
+    path.write_text(everyone)
+    book = RuleBook(str(path))
+    assert book.file is not None
+    book.learn_users(UserFacts({"u1": {"segment": "kids"}, "u2": {"segment": "adults"}}), lambda _: True)
+    path.write_text(everyone + kids)
+    os.utime(path, ns=(1, 1))  # a new stamp even within the clock's resolution
+    book.file.check()
+    assert book.affected(["u1", "u2", "u3"]) == [True, False, False]  # only the kids' rule is new
+    path.write_text(kids)
+    book.file.check()
+    assert book.affected(["u2"]) == [True]  # the rule for everyone went: everyone
