@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -202,6 +202,26 @@ def _where(w: Any, bad: Any) -> Where:
     return Where(category, lists["tags"], lists["items"])
 
 
+STATIC = ("filter", "boost", "bury")  # kinds whose effect on an item depends on the item alone
+
+
+def item_effect(rules: Sequence[Rule], item: str, facts: ItemFacts | None) -> tuple[bool, float]:
+    """What the ``STATIC`` rules among ``rules`` do to ``item``: whether it is filtered out, and its score factor.
+
+    >>> rules = parse_rules('[[rule]]\\nname = "b"\\nkind = "boost"\\nfactor = 2.0\\nwhere = {items = ["x"]}', "r")
+    >>> item_effect(rules, "x", None), item_effect(rules, "y", None)
+    ((False, 2.0), (False, 1.0))
+    """
+    drop, factor = False, 1.0
+    for r in rules:
+        if r.kind in STATIC and r.where.matches(item, facts):
+            if r.kind == "filter":
+                drop = True
+            else:
+                factor *= r.factor
+    return drop, factor
+
+
 def apply_rules(
     rules: Sequence[Rule],
     attrs: Mapping[str, str],
@@ -210,12 +230,15 @@ def apply_rules(
     pinnable: Mapping[str, int],
     now: float,
     k: int,
+    effect: Callable[[str], tuple[bool, float]] | None = None,
 ) -> Listed:
     """The list of ``k`` that a user with attributes ``attrs`` gets from the model's ``pool``, best first.
 
     ``pinnable``: the pinned items that may be shown to this user
     (available, not seen yet), with their keys. A pinned item takes the
-    score of the item it displaces, so scores stay in order.
+    score of the item it displaces, so scores stay in order. ``effect``:
+    :func:`item_effect` of the ``STATIC`` rules for everyone (no ``who``),
+    precomputed per item by the caller; None: computed here.
 
     >>> rules = parse_rules('[[rule]]\\nname = "b"\\nkind = "boost"\\nfactor = 3.0\\nwhere = {category = "c"}', "r")
     >>> facts = {"y": ItemFacts("c", frozenset(), 0.0)}
@@ -225,16 +248,22 @@ def apply_rules(
     mine = [r for r in rules if r.applies_to(attrs)]
     items, scores, keys = list(pool.items), list(pool.scores), list(pool.keys)
     pinned = {r.item for r in mine if r.kind == "pin"}
+    static = [r for r in mine if r.kind in STATIC and (effect is None or r.who)]  # what ``effect`` leaves to do
+    new_items = [r for r in mine if r.kind == "new_item_boost"]
     keep = []
     for j, item in enumerate(items):
-        f = facts.get(item)
-        if item in pinned or any(r.kind == "filter" and r.where.matches(item, f) for r in mine):
+        if item in pinned:
             continue
-        s = scores[j]
-        for r in mine:
-            if (r.kind in ("boost", "bury") and r.where.matches(item, f)) or (
-                r.kind == "new_item_boost" and f is not None and now - f.listed_at < r.max_age_s
-            ):
+        drop, s = effect(item) if effect is not None else (False, 1.0)
+        f = facts.get(item) if static or new_items else None
+        if static:
+            mine_drop, mine_factor = item_effect(static, item, f)
+            drop, s = drop or mine_drop, s * mine_factor
+        if drop:
+            continue
+        s *= scores[j]
+        for r in new_items:
+            if f is not None and now - f.listed_at < r.max_age_s:
                 s *= r.factor
         keep.append((s, j))
     keep.sort(key=lambda x: -x[0])

@@ -160,7 +160,7 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
                 if isinstance(v, Availability):
                     self.ranker.set_available(v.blocked, v.allowed)
                     self.ranker.set_content(v.keys, v.features)
-                    self.book.facts.update(v.facts)
+                    self.book.learn_items(v.facts)
                     metrics.UNAVAILABLE.set(self.ranker.blocked_count)
                     blocked.append(v.blocked)
                 elif isinstance(v, UserFacts):

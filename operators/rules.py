@@ -19,7 +19,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from models.blend import Ranked
 from models.ids import item_key
-from models.rules import POOL, ItemFacts, Listed, Rule, RuleError, apply_rules, load_rules
+from models.rules import POOL, STATIC, ItemFacts, Listed, Rule, RuleError, apply_rules, item_effect, load_rules
 from operators.catalogue import ItemMessage, json_object
 from operators.parse import Rejected
 from state import metrics
@@ -138,6 +138,8 @@ class RuleBook:
         self.facts: dict[str, ItemFacts] = {}
         self._pins: dict[str, int] = {}  # pinned item -> key, for the rules in force
         self._pins_of = -1
+        self._effects: dict[str, tuple[bool, float]] = {}  # item -> item_effect of the rules for everyone
+        self._effects_of = -1  # the rules version they are for (cleared too when item facts change)
 
     @property
     def active(self) -> bool:
@@ -168,6 +170,27 @@ class RuleBook:
             return [True] * len(users)
         return [any(r.applies_to(self.attrs.get(u, {})) for r in changed) for u in users]
 
+    def learn_items(self, facts: Mapping[str, ItemFacts]) -> None:
+        """What the catalogue says of items (their category, tags, listing time), for the rules."""
+        self.facts.update(facts)
+        self._effects.clear()
+
+    def _effect(self) -> Callable[[str], tuple[bool, float]]:
+        """``item_effect`` of the filter, boost and bury rules for everyone, cached per item."""
+        assert self.file is not None
+        if self._effects_of != self.file.version:
+            self._effects, self._effects_of = {}, self.file.version
+        rules = [r for r in self.file.rules if not r.who and r.kind in STATIC]
+        cache, facts = self._effects, self.facts
+
+        def effect(item: str) -> tuple[bool, float]:
+            got = cache.get(item)
+            if got is None:
+                got = cache[item] = item_effect(rules, item, facts.get(item))
+            return got
+
+        return effect
+
     def name_of(self, key: int) -> str | None:
         """The id of a pinned item (which the model may not know) by its key."""
         return next((item for item, k in self.pins().items() if k == key), None)
@@ -190,13 +213,13 @@ class RuleBook:
     ) -> list[Ranked]:
         """Each user's list of ``k`` under the rules, from the model's pool; ``seen``: each user's item keys."""
         assert self.file is not None
-        rules, pins, facts = self.file.rules, self.pins(), self.facts
+        rules, pins, facts, effect = self.file.rules, self.pins(), self.facts, self._effect()
         out = []
         for user, user_seen, r in zip(users, seen, ranked):
             pinnable: Mapping[str, int] = {}
             if pins:
                 have = set(user_seen.tolist())
                 pinnable = {i: key for i, key in pins.items() if key not in have and not blocked(key)}
-            got = apply_rules(rules, self.attrs.get(user, {}), Listed(*r), facts, pinnable, now, k)
+            got = apply_rules(rules, self.attrs.get(user, {}), Listed(*r), facts, pinnable, now, k, effect)
             out.append(Ranked(got.items, got.scores, got.keys))
         return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from models.rules import ItemFacts, Listed, RuleError, apply_rules, parse_rules
@@ -153,3 +154,37 @@ def test_a_rules_change_affects_the_users_its_added_or_removed_rules_apply_to(tm
     path.write_text(kids)
     book.file.check()
     assert book.affected(["u2"]) == [True]  # the rule for everyone went: everyone
+
+
+def test_the_cached_effects_of_rules_for_everyone_give_the_same_lists(tmp_path) -> None:
+    import time
+
+    from models.blend import Ranked
+    from operators.rules import RuleBook, UserFacts
+
+    text = (
+        '[[rule]]\nname = "f"\nkind = "filter"\nwhere = {category = "a"}\n'
+        '[[rule]]\nname = "kb"\nkind = "bury"\nfactor = 0.2\nwho = {segment = "kids"}\nwhere = {tags = ["t1"]}\n'
+        '[[rule]]\nname = "b"\nkind = "boost"\nfactor = 3.0\nwhere = {category = "c"}\n'
+        '[[rule]]\nname = "n"\nkind = "new_item_boost"\nfactor = 2.0\nmax_age_s = 250\n'
+        '[[rule]]\nname = "d"\nkind = "diversity"\nmax = 2\ntop = 5\n'
+    )
+    path = tmp_path / "rules.toml"
+    path.write_text(text)
+    book = RuleBook(str(path))
+    book.learn_users(UserFacts({"kid": {"segment": "kids"}}), lambda _: True)
+    book.learn_items(FACTS)
+    names = [f"{c}{n}" for n in range(10) for c in "abc"]
+    ranked = [Ranked(names, [round(1.0 - 0.01 * i, 6) for i in range(30)], list(range(30)))] * 2
+    now = 600.0
+    got = book.apply(["kid", "adult"], [np.zeros(0, np.int64)] * 2, ranked, lambda _: False, now, 10)
+    for user, lst in zip(["kid", "adult"], got):
+        want = apply_rules(
+            rules(text), book.attrs.get(user, {}), pool(*names)._replace(scores=ranked[0].scores), FACTS, {}, now, 10
+        )
+        assert lst.items == want.items and lst.scores == want.scores
+        assert not [i for i in lst.items if i.startswith("a")]
+    # The catalogue moves c0 to category a: the filter for everyone now takes it out (the cache is cleared).
+    book.learn_items({"c0": ItemFacts("a", frozenset(), 0.0)})
+    again = book.apply(["adult"], [np.zeros(0, np.int64)], ranked[:1], lambda _: False, time.time(), 10)[0]
+    assert "c0" in got[1].items and "c0" not in again.items
