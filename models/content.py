@@ -155,14 +155,16 @@ class ContentTable:
         return self._csr
 
     def profiles(self, recent: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """Unit-length content profiles of recent-items rows ``(users, history)`` (dense, -1 empty), ``(users, DIM)``.
+        """Unit-length content profiles of recent-items rows ``(users, history)`` (dense, -1 empty), ``(DIM, users)``.
 
-        The newest item weighs ``weights[-1]``, the one before ``weights[-2]``
-        (as :func:`~models.mf.user_vectors`); a user none of whose items has
-        features gets a zero profile.
+        A column per user: the layout the sparse product of :meth:`scores`
+        reads without a copy (transposing a block's profiles cost 8 ms).
+        The newest item weighs ``weights[-1]``, the one before
+        ``weights[-2]`` (as :func:`~models.mf.user_vectors`); a user none of
+        whose items has features gets a zero profile.
         """
         users = recent.shape[0]
-        out = np.zeros((users, DIM), dtype=np.float32)
+        out = np.zeros((DIM, users), dtype=np.float32)
         n = self.has.shape[0]
         ok = (recent >= 0) & (recent < n)
         ok[ok] = self.has[recent[ok]]
@@ -172,32 +174,32 @@ class ContentTable:
         w = weights[np.clip(weights.shape[0] - age, 0, weights.shape[0] - 1)]
         u, a = np.nonzero(ok)
         items = recent[u, a]
-        np.add.at(out, (np.repeat(u, WIDTH), self.idx[items].ravel()), (self.val[items] * w[u, a][:, None]).ravel())
-        norm = np.sqrt(np.einsum("ud,ud->u", out, out))
-        out /= np.maximum(norm, np.float32(1e-12))[:, None]
+        np.add.at(out, (self.idx[items].ravel(), np.repeat(u, WIDTH)), (self.val[items] * w[u, a][:, None]).ravel())
+        norm = np.sqrt(np.einsum("du,du->u", out, out))
+        out /= np.maximum(norm, np.float32(1e-12))[None, :]
         return out
 
     def item_profiles(self, items: np.ndarray) -> np.ndarray:
-        """The features of dense ``items`` as profiles ``(len(items), DIM)`` (a similar-items list's user)."""
-        out = np.zeros((items.shape[0], DIM), dtype=np.float32)
+        """The features of dense ``items`` as profiles ``(DIM, len(items))`` (a similar-items list's user)."""
+        out = np.zeros((DIM, items.shape[0]), dtype=np.float32)
         known = items[items < self.has.shape[0]]
-        rows = np.flatnonzero(items < self.has.shape[0])
-        np.add.at(out, (np.repeat(rows, WIDTH), self.idx[known].ravel()), self.val[known].ravel())
+        cols = np.flatnonzero(items < self.has.shape[0])
+        np.add.at(out, (self.idx[known].ravel(), np.repeat(cols, WIDTH)), self.val[known].ravel())
         return out
 
     def scores(self, profiles: np.ndarray, n: int, items: np.ndarray | None = None) -> np.ndarray:
         """``cos(profile, item)`` for dense ``items`` (None: ``0..n-1``), ``(users, len(items))`` float32."""
-        have = min(n, self._rows)
+        have, users = min(n, self._rows), profiles.shape[1]
         if items is None:
-            out = np.zeros((profiles.shape[0], n), dtype=np.float32)
+            out = np.zeros((users, n), dtype=np.float32)
             if have:
                 m = self.csr()
-                out[:, :have] = ((m if have == m.shape[0] else m[:have]) @ profiles.T).T
+                out[:, :have] = ((m if have == m.shape[0] else m[:have]) @ profiles).T
             return out
-        out = np.zeros((profiles.shape[0], items.shape[0]), dtype=np.float32)
+        out = np.zeros((users, items.shape[0]), dtype=np.float32)
         inside = items < have
         if inside.any():
-            out[:, inside] = (self.csr()[items[inside]] @ profiles.T).T
+            out[:, inside] = (self.csr()[items[inside]] @ profiles).T
         return out
 
     def pair_scores(self, profiles: np.ndarray, user: np.ndarray, item: np.ndarray) -> np.ndarray:
@@ -206,5 +208,5 @@ class ContentTable:
         inside = item < self.has.shape[0]
         if inside.any():
             it, us = item[inside], user[inside]
-            out[inside] = np.einsum("pw,pw->p", profiles[us[:, None], self.idx[it]], self.val[it])
+            out[inside] = np.einsum("pw,pw->p", profiles[self.idx[it], us[:, None]], self.val[it])
         return out
