@@ -45,7 +45,7 @@ import numpy as np
 import orjson
 from kafka import KafkaProducer
 
-from bench.measure import Process, quantiles, settle, start_flow
+from bench.measure import Process, freshness_buckets, quantiles, settle, start_flow
 from bench.services import say
 from models import ModelConfig, Recommender
 from models.ids import item_key
@@ -168,10 +168,6 @@ def _produce(
     producer.close()
 
 
-def _buckets(samples: list) -> dict[float, float]:
-    return {float(lab["le"]): v for n, lab, v in samples if n == "freshrec_freshness_seconds_bucket"}
-
-
 def through_flow(items: int, plan: CataloguePlan, kafka: str, redis_url: str, workdir: Path) -> dict[str, float]:
     """Drain rate after the warm-up, and freshness at 1,000 events/s while the index is rebuilt."""
     tag = uuid.uuid4().hex[:8]
@@ -218,8 +214,8 @@ def through_flow(items: int, plan: CataloguePlan, kafka: str, redis_url: str, wo
             after = flow.samples()
             was, now = total(before, "freshrec_index_building"), total(after, "freshrec_index_building")
             if was > 0 and now > 0:
-                for edge, count in _buckets(after).items():
-                    during[edge] = during.get(edge, 0.0) + count - _buckets(before).get(edge, 0.0)
+                for edge, count in freshness_buckets(after).items():
+                    during[edge] = during.get(edge, 0.0) + count - freshness_buckets(before).get(edge, 0.0)
                 building_s += 1.0
             if building_s and was > 0 and now == 0:
                 builds_seen += 1

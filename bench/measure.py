@@ -138,7 +138,8 @@ def settle(proc: Process, timeout: float = 10.0) -> list:
         time.sleep(0.05)
 
 
-def _buckets(samples: list) -> dict[float, float]:
+def freshness_buckets(samples: list) -> dict[float, float]:
+    """The cumulative buckets of the flow's freshness histogram in one scrape: upper bound -> count."""
     return {float(lab["le"]): v for n, lab, v in samples if n == "freshrec_freshness_seconds_bucket"}
 
 
@@ -187,7 +188,7 @@ def fixed_rate(proc: Process, kafka: str, topic: str, rate: float, seconds: floa
     except RuntimeError:
         caught_up = False  # fell behind: the quantiles cover what was applied
     after = settle(proc)
-    p50, p95, p99 = quantiles(_buckets(before), _buckets(after))
+    p50, p95, p99 = quantiles(freshness_buckets(before), freshness_buckets(after))
     applied = total(after, "freshrec_events_total", {"outcome": "applied"}) - start_applied
     return {
         "rate": rate,

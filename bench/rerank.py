@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.measure import drain, quantiles, replay, start_flow, wait_replay
+from bench.measure import drain, freshness_buckets, quantiles, replay, start_flow, wait_replay
 from bench.services import say
 from state.metrics import total
 
@@ -63,10 +63,6 @@ def _say(msg: str) -> None:
     say(msg, "rules")
 
 
-def _freshness(samples: list) -> dict[float, float]:
-    return {float(lab["le"]): v for n, lab, v in samples if n == "freshrec_freshness_seconds_bucket"}
-
-
 def run_rerank(plan: RerankPlan, kafka: str, redis_url: str, workdir: Path) -> dict:
     tag = uuid.uuid4().hex[:6]
     topic, rules = f"rerank.{tag}", workdir / f"rules-{tag}.toml"
@@ -100,8 +96,8 @@ def run_rerank(plan: RerankPlan, kafka: str, redis_url: str, workdir: Path) -> d
         wait_replay(load)
     finally:
         flow.stop()
-    p50, p99 = quantiles(_freshness(before), _freshness(after), (0.5, 0.99))
-    (base,) = quantiles(_freshness(start), _freshness(before), (0.99,))
+    p50, p99 = quantiles(freshness_buckets(before), freshness_buckets(after), (0.5, 0.99))
+    (base,) = quantiles(freshness_buckets(start), freshness_buckets(before), (0.99,))
     _say(f"{reranked:,.0f} users re-ranked in {took:.1f} s; freshness p50 {p50 * 1000:.1f}, p99 {p99 * 1000:.1f} ms")
     return {
         "users": int(state),

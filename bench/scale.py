@@ -35,7 +35,17 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.measure import Process, drain, probe_latency, quantiles, replay, settle, start_flow, wait_replay
+from bench.measure import (
+    Process,
+    drain,
+    freshness_buckets,
+    probe_latency,
+    quantiles,
+    replay,
+    settle,
+    start_flow,
+    wait_replay,
+)
 from bench.services import say
 from bench.stages import measure as stage_costs
 from state.metrics import total
@@ -141,8 +151,8 @@ def freshness_with_state(plan: ScalePlan, kafka: str, redis_url: str, workdir: P
         wait_replay(load)
         prober.join(120)
         after = settle(flow)
-        p50, p99 = quantiles(_buckets(before), _buckets(after), (0.5, 0.99))
-        worst = _max_bucket(_buckets(before), _buckets(after))
+        p50, p99 = quantiles(freshness_buckets(before), freshness_buckets(after), (0.5, 0.99))
+        worst = _max_bucket(freshness_buckets(before), freshness_buckets(after))
         longest = {
             metric: _max_bucket(*(_summed_buckets(x, f"freshrec_{metric}_seconds") for x in (before, after)))
             for metric in ("step", "snapshot", "gc")
@@ -166,10 +176,6 @@ def freshness_with_state(plan: ScalePlan, kafka: str, redis_url: str, workdir: P
 def _namespace(flow: Process) -> str:
     cmd = [str(a) for a in flow.proc.args]  # type: ignore[union-attr]
     return cmd[cmd.index("--namespace") + 1]
-
-
-def _buckets(samples: list) -> dict[float, float]:
-    return {float(lab["le"]): v for n, lab, v in samples if n == "freshrec_freshness_seconds_bucket"}
 
 
 def _summed_buckets(samples: list, metric: str) -> dict[float, float]:

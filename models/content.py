@@ -104,10 +104,6 @@ class ContentTable:
         self._csr: sparse.csr_array | None = None
         self._state: ItemState | None = None
 
-    def __len__(self) -> int:
-        """Items with features."""
-        return len(self.listed) + len(self._pending)
-
     @property
     def active(self) -> bool:
         return bool(self.listed)

@@ -204,8 +204,9 @@ class UserShardLogic(StatefulBatchLogic[EventBatch, ToLearn | RankBatch, Manifes
         for user, evs in touched.items():
             items, ts, source_ts = zip(*evs)
             rank.append(RankItem(table.view_row(index[user]), items, max(ts), source_ts))
-        now = time.time()
-        self._lag = (now, now - max(ev.source_ts for ev in events))
+        if self._rules is not None:  # how old the batch's newest event is: background re-ranks yield to events
+            now = time.time()
+            self._lag = (now, now - max(ev.source_ts for ev in events))
         metrics.EVENTS.labels("applied", "").inc(len(events))
         metrics.BATCH_SIZE.observe(len(events))
         metrics.USERS.inc(len(table) - before)
