@@ -197,6 +197,25 @@ class CoOccurrence:
         np.maximum.at(peak, user, value)
         return user, item, value, peak
 
+    def dense_scores(self, recent: list[int], n_items: int, exclude: np.ndarray) -> np.ndarray:
+        """:meth:`scores` of one user as a dense vector over ``n_items`` items (``exclude``: zeroed).
+
+        For one user, adding each row into a dense vector costs less than
+        merging sorted entries (rows hold distinct items, so a fancy-index
+        add is exact).
+        """
+        out = np.zeros(n_items)
+        rows = self.rows
+        n = len(rows)
+        weight = 1.0
+        for j in reversed(recent):
+            if 0 <= j < n and rows[j].n:
+                row = rows[j]
+                out[row.idx[: row.n]] += row.val[: row.n] * (weight / row.total)
+            weight *= self.recency
+        out[exclude] = 0.0
+        return out
+
     def export(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         """Rows ``rows`` as flat arrays (snapshots)."""
         have = [self.rows[j] if j < len(self.rows) else _Row() for j in rows.tolist()]

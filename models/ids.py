@@ -138,12 +138,17 @@ class KeyIndex:
         mask = self._slot_key.shape[0] - 1
         todo = np.flatnonzero(keys >= 0)
         slot = keys[todo] & mask
-        while todo.size:
+        for _ in range(2):  # most keys sit in their slot or the next
+            if not todo.size:
+                return out
             found = self._slot_key[slot]
             hit = found == keys[todo]
             out[todo[hit]] = self._slot_dense[slot[hit]]
             go_on = ~hit & (found != EMPTY)  # an empty slot ends the probe: unknown
             todo, slot = todo[go_on], (slot[go_on] + 1) & mask
+        if todo.size:  # the few longer probes: one dict read each beats rounds of whole-array steps
+            get = self._dense.get
+            out[todo] = [get(key, -1) for key in keys[todo].tolist()]
         return out
 
     def _place(self, keys: np.ndarray, dense: np.ndarray) -> None:

@@ -195,11 +195,12 @@ class Ranker:
         vector = s.mf.user_vector(recent)
         profile = self.blend.content.profiles(recent[None, :], s.mf.weights) if self.blend.uses_content() else None
         row = self.blend.base_scores(vector[None, :], None, True, profile)[0]
-        none = np.zeros(0, dtype=np.int64)
-        _, co_item, co_val, peak = s.cooc.scores(recent[None, -c.window :], (np.zeros(seen.shape[0], np.int64), seen))
-        if c.w_cooc and co_val.size and peak[0] > 0:
-            row[co_item] += co_val * (c.w_cooc / self.blend.unit()[1] / peak[0])
-        row[seen if seen.size else none] = -math.inf
+        if c.w_cooc:
+            co = s.cooc.dense_scores(recent[-c.window :].tolist(), row.shape[0], seen)
+            peak = co.max(initial=0.0)
+            if peak > 0:
+                row += (co * (c.w_cooc / self.blend.unit()[1] / peak)).astype(np.float32)
+        row[seen] = -math.inf
         row[self.blocked()] = -math.inf
         top = top_finite(row, k)
         return self.blend.named(top, row[top])
