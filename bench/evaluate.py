@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -31,7 +32,7 @@ from models.content import features
 from models.event import Event
 from models.ids import item_key
 from operators.catalogue import read_items
-from operators.datasets import DataError, read_events
+from operators.datasets import DataError, read_log, synthetic_log
 from operators.parse import Rejected
 
 K_MAX = 20
@@ -75,6 +76,7 @@ def evaluate(
         ours["freshrec_no_mf"] = _Freshrec(replace(cfg, w_mf=0.0))
         ours["freshrec_no_cooc"] = _Freshrec(replace(cfg, w_cooc=0.0))
         ours["freshrec_no_pop"] = _Freshrec(replace(cfg, w_pop=0.0))
+        ours["freshrec_fixed_positions"] = _Freshrec(replace(cfg, cooc_positions="fixed"))
     baselines: dict[str, Popularity | ItemKNN | FunkMFAlone | BatchALS] = {
         "popularity": Popularity(),
         "decayed_popularity": Popularity(half_life=cfg.half_life_s),
@@ -204,11 +206,24 @@ def run_eval(
     batch_every: int,
     ablations: bool = False,
     items: str = "",
+    synthetic: str = "",
+    seed: int = 0,
 ) -> int:
-    events = read_events(data, fmt)
+    if synthetic:
+        events, about = synthetic_log(synthetic), f"the synthetic {synthetic} log"
+        data = f"synthetic:{synthetic}"
+    else:
+        log = read_log(data, fmt, seed)
+        events, about = log.events, f"{data}: {log.describe()}"
     catalogue = read_catalogue(items) if items else None
     with_items = f", catalogue {items} ({len(catalogue):,} items)" if catalogue is not None else ""
-    print(f"freshrec eval: {data}: {len(events):,} events{with_items}, prequential, k={k}", file=sys.stderr)
+    kinds = Counter(e.kind for e in events)
+    print(f"freshrec eval: {about}", file=sys.stderr)
+    print(
+        f"  {len(events):,} events ({', '.join(f'{n:,} {kind}' for kind, n in kinds.most_common())}){with_items},"
+        f" prequential, k={k}",
+        file=sys.stderr,
+    )
     window = max(min(5000, len(events) // 10), 1)
     res = evaluate(
         events,
@@ -228,7 +243,8 @@ def run_eval(
         plot(res["curves"], k, window, Path(plot_path), f"Prequential HR@{k} on {Path(data).name}")
         print(f"plot: {plot_path}")
     if as_json:
-        doc = {"dataset": str(data), "events": len(events), "cold_events": res["cold_events"], "models": res["models"]}
+        doc = {"dataset": data, "events": len(events), "kinds": dict(kinds), "cold_events": res["cold_events"]}
+        doc["models"] = res["models"]
         if items:
             doc["items"] = items
         print(orjson.dumps(doc).decode())

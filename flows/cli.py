@@ -11,6 +11,7 @@ import orjson
 
 from flows.run import cmd_run, fail
 from flows.settings import SERVE, SERVE_ONLY, Settings
+from operators.datasets import SYNTHETIC
 
 EXAMPLES = {
     "demo": "freshrec demo                      # synthetic stream, embedded Redis\n"
@@ -149,7 +150,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     try:
         return run_eval(
-            args.data, args.format, args.k, args.json, args.plot, args.batch_every, args.ablations, args.items
+            args.data,
+            args.format,
+            args.k,
+            args.json,
+            args.plot,
+            args.batch_every,
+            args.ablations,
+            args.items,
+            args.synthetic,
+            args.seed,
         )
     except DataError as ex:
         return fail(str(ex))
@@ -267,7 +277,14 @@ def build_parser() -> argparse.ArgumentParser:
     Settings.add_arguments(p, only=("redis_url", "namespace"))
 
     p = add("eval", cmd_eval, "Prequential quality of the model and baselines on a log, in-process.")
-    p.add_argument("--data", required=True)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="a log: MovieLens, CSV (user,item[,rating|type][,timestamp]) or JSONL")
+    src.add_argument(
+        "--synthetic",
+        choices=SYNTHETIC,
+        help="a synthetic log: stream (stable tastes), shop (sessions, view/cart/purchase), clicks (sessions as users)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the shuffle that orders events of equal timestamp")
     p.add_argument("--format", default="auto", choices=("auto", "movielens", "csv", "jsonl"))
     p.add_argument("--k", type=int, default=10, help="list length of the main hit-rate (default 10)")
     p.add_argument("--json", action="store_true", help="last line: one JSON object with every figure")

@@ -33,7 +33,8 @@ class ModelConfig:
     window: int = 5
     cooc_row_cap: int = 200  # entries kept per item (2x before pruning)
     cooc_backward: float = 0.5
-    cooc_recency: float = 0.8
+    cooc_recency: float = 0.8  # an older recent item counts recency ** age (and starts the position weights)
+    cooc_positions: str = "learned"  # scoring weight per age learned online (models/cooc.py), or "fixed"
     seen_cap: int = 1000  # items remembered per user for exclusion
     # the blend
     w_mf: float = 1.0
@@ -55,6 +56,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.negative_sampling not in ("popular", "uniform"):
             raise ValueError(f"negative_sampling must be 'popular' or 'uniform', got {self.negative_sampling!r}")
+        if self.cooc_positions not in ("learned", "fixed"):
+            raise ValueError(f"cooc_positions must be 'learned' or 'fixed', got {self.cooc_positions!r}")
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:

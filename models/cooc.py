@@ -55,6 +55,12 @@ class CoOccurrence:
     ``2 * row_cap`` entries: past that, its ``row_cap`` largest are kept, so
     memory is at most ``2 * row_cap`` entries per item on an endless stream.
 
+    A user's scores are a weighted sum of their recent items' normalised
+    rows, one weight per age (:attr:`positions`, age 0 the last item),
+    learned online from the events themselves (:meth:`_credit`): sessions
+    put most weight on the last item, stable tastes spread it. Replicas
+    that replay the same events learn the same weights.
+
     Parameters
     ----------
     row_cap
@@ -62,7 +68,12 @@ class CoOccurrence:
     backward
         Weight of the reverse direction (``i`` -> ``j``), 0 to 1.
     recency
-        Per-position decay of the contribution of older recent items.
+        Per-position decay of the counts older recent items add, and the
+        starting position weights.
+    window
+        Recent items that count.
+    learn_positions
+        Learn the position weights (else they stay ``recency ** age``).
 
     Examples
     --------
@@ -72,14 +83,28 @@ class CoOccurrence:
     >>> co.learn(recent=[0, 2], item=2, weight=1.0)  # 2 -> 2 is skipped
     >>> none = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
     >>> user, item, val, peak = co.scores(np.array([[-1, 0]]), exclude=none)
-    >>> item.tolist(), val.round(3).tolist(), peak.round(3).tolist()
-    ([1, 2], [0.333, 0.667], [0.667])
+    >>> item.tolist(), (val / peak).round(3).tolist()
+    ([1, 2], [0.5, 1.0])
+    >>> co.learn(recent=[3, 0], item=1, weight=1.0)  # the last item's row held item 1, item 3's did not
+    >>> [round(w, 3) for w in co.positions]
+    [0.996, 0.001, 0.001, 0.001, 0.001]
     """
 
-    def __init__(self, row_cap: int = 200, backward: float = 0.5, recency: float = 0.8) -> None:
+    def __init__(
+        self,
+        row_cap: int = 200,
+        backward: float = 0.5,
+        recency: float = 0.8,
+        window: int = 5,
+        learn_positions: bool = True,
+    ) -> None:
         self.row_cap = row_cap
         self.backward = backward
         self.recency = recency
+        self.learn_positions = learn_positions
+        start = recency ** np.arange(window)
+        self.positions: list[float] = (start / start.sum()).tolist()  # scoring weight by age, 0: the last item
+        self.credited = 0  # events that moved the position weights
         self.rows: list[_Row] = []
         # The adds since the log was last taken (snapshots), as columns, when on.
         self.log: tuple[list[int], list[int], list[float]] | None = None
@@ -93,6 +118,8 @@ class CoOccurrence:
         if not recent:
             return
         self._ensure(max(item, *recent) + 1)
+        if self.learn_positions:
+            self._credit(recent, item)
         w = weight
         back = self.backward
         add = self.add
@@ -104,6 +131,39 @@ class CoOccurrence:
             if back:
                 add(item, j, w * back)
             w *= self.recency
+
+    def _credit(self, recent: list[int], item: int) -> None:
+        """One online EM step of the position weights: how much each age's row predicted ``item``.
+
+        Scores are a mixture of the recent items' normalised rows, weighted
+        by age. Before the event is counted, each age's row gives ``item`` a
+        share; the ages are credited in proportion to weight x share, and the
+        weights move towards the credit by a step that starts as a running
+        mean and settles at 1/1000. Logs where the last item says most
+        (shopping sessions) end with most weight on age 0; logs of stable
+        tastes spread it.
+        """
+        rows, pos = self.rows, self.positions
+        window = recent[-len(pos) :]
+        if item in window:
+            return  # a return to a recent item: lists exclude it, so it says nothing about what to rank
+        shares = []
+        for age, j in enumerate(reversed(window)):
+            r = rows[j]
+            at = r.pos.get(item) if r.n else None
+            shares.append(pos[age] * float(r.val[at]) / r.total if at is not None else 0.0)
+        total = sum(shares)
+        if total <= 0.0:
+            return
+        self.credited += 1
+        step = max(1.0 / self.credited, 1e-3)
+        keep = 1.0 - step
+        for age in range(len(pos)):
+            credit = shares[age] / total if age < len(shares) else 0.0
+            pos[age] = keep * pos[age] + step * credit
+        floored = [max(p, 1e-3) for p in pos]  # no age is ever ruled out
+        norm = sum(floored)
+        self.positions = [p / norm for p in floored]
 
     def add(self, row: int, col: int, w: float) -> None:
         """``row[col] += w``, pruning the row to ``row_cap`` entries once it holds twice as many.
@@ -163,9 +223,9 @@ class CoOccurrence:
         rows = self.rows
         n = len(rows)
         owners, idx, val, scale, lens = [], [], [], [], []
+        positions = self.positions
         for r, items in enumerate(recent.tolist()):
-            weight = 1.0
-            for j in reversed(items):
+            for j, weight in zip(reversed(items), positions):
                 if 0 <= j < n and rows[j].n:  # -1: an empty slot, or an item this copy does not know yet
                     row = rows[j]
                     owners.append(r)
@@ -173,7 +233,6 @@ class CoOccurrence:
                     val.append(row.val[: row.n])
                     scale.append(weight / row.total)
                     lens.append(row.n)
-                weight *= self.recency
         peak = np.zeros(b)
         if not owners:
             empty = np.zeros(0, dtype=np.int64)
@@ -207,12 +266,10 @@ class CoOccurrence:
         out = np.zeros(n_items)
         rows = self.rows
         n = len(rows)
-        weight = 1.0
-        for j in reversed(recent):
+        for j, weight in zip(reversed(recent), self.positions):
             if 0 <= j < n and rows[j].n:
                 row = rows[j]
                 out[row.idx[: row.n]] += row.val[: row.n] * (weight / row.total)
-            weight *= self.recency
         out[exclude] = 0.0
         return out
 

@@ -36,7 +36,9 @@ class ItemState:
         self.mf = HistoryMF(c.n_factors, c.lr, c.l2, c.history, c.history_decay, c.seed)
         self.pop = DecayedPopularity(c.half_life_s)
         self.trend = DecayedPopularity(c.trend_half_life_s)
-        self.cooc = CoOccurrence(c.cooc_row_cap, c.cooc_backward, c.cooc_recency)
+        self.cooc = CoOccurrence(
+            c.cooc_row_cap, c.cooc_backward, c.cooc_recency, c.window, c.cooc_positions == "learned"
+        )
 
     def __len__(self) -> int:
         return len(self.names)

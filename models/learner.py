@@ -207,6 +207,7 @@ class ItemLearner:
             "f/history": s.mf.history_factors.meta(),
             "pop": s.pop.scalars(),
             "trend": s.trend.scalars(),
+            "co/positions": (list(s.cooc.positions), s.cooc.credited),
         }
 
     def apply_delta(self, a: dict[str, np.ndarray], stale: Callable[[np.ndarray], np.ndarray]) -> None:
@@ -241,6 +242,8 @@ class ItemLearner:
         s.mf.relink()
         s.pop.set_scalars(small["pop"])
         s.trend.set_scalars(small["trend"])
+        if "co/positions" in small:  # journals written before the weights were learned start from recency ** age
+            s.cooc.positions, s.cooc.credited = list(small["co/positions"][0]), small["co/positions"][1]
         self.n_events = small["n_events"]
         self._pool = small["pool"]
         self._rng.bit_generator.state = small["rng"]

@@ -35,7 +35,7 @@ REASONS = (
 
 MAX_SHOWN = 100
 """Most items in one impression."""
-_TS_MAX = 4102444800.0  # 2100-01-01: a larger ts is almost surely milliseconds
+TS_MAX = 4102444800.0  # 2100-01-01: a larger ts is almost surely milliseconds
 DEFAULT_WEIGHTS = {"view": 1.0, "click": 2.0, "cart": 3.0, "purchase": 5.0, "rating": 1.0}
 """Learning weight of each event type (``--weights`` and the ``[weights]`` table of ``--config`` change them)."""
 
@@ -175,7 +175,7 @@ def _ts(obj: dict, raw: bytes, source_ts: float) -> float | Rejected:
     ts = obj.get("ts")
     if ts is None:
         return source_ts
-    if _bad_number(ts) or not 0 < ts < _TS_MAX:
+    if _bad_number(ts) or not 0 < ts < TS_MAX:
         return Rejected(
             "bad_ts", f"ts must be seconds since the epoch before 2100, got {repr(ts)[:64]}", raw, source_ts
         )

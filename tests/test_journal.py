@@ -66,6 +66,7 @@ def test_learner_restores_exactly_and_goes_on_identically(tmp_path: Path) -> Non
     assert np.array_equal(a.pop.raw(), b.pop.raw()) and np.array_equal(a.trend.raw(), b.trend.raw())
     for i in range(len(a)):
         assert all(np.array_equal(x, y) for x, y in zip(a.cooc.row(i), b.cooc.row(i)))
+    assert (a.cooc.positions, a.cooc.credited) == (b.cooc.positions, b.cooc.credited)
     u1, u2 = copy.deepcopy(users), copy.deepcopy(users)
     for e in stream[25_000:]:
         learner.learn(u1.learn(e))

@@ -73,9 +73,10 @@ def reference_scores(m: Recommender, user: str) -> np.ndarray:
     seen = s.dense(view.seen)
     seen = seen[seen >= 0]
     co = np.zeros(len(s))
-    for age, j in enumerate(reversed([j for j in recent[-c.window :].tolist() if j >= 0])):
-        idx, share = s.cooc.row(j)
-        co[idx] += share * c.cooc_recency**age
+    for age, j in enumerate(reversed(recent[-c.window :].tolist())):  # age 0: the last item
+        if j >= 0:
+            idx, share = s.cooc.row(j)
+            co[idx] += share * s.cooc.positions[age]
     co[seen] = 0.0
     pop, trend = s.pop.raw(), s.trend.raw()
     score = c.w_mf * mf + c.w_cooc * co / max(co.max(), 1e-300) + c.w_pop * pop / pop.max()
@@ -174,6 +175,31 @@ def test_a_replica_fed_deltas_equals_the_master() -> None:
     assert np.array_equal(a.pop.raw(), b.pop.raw()) and np.array_equal(a.trend.raw(), b.trend.raw())
     for i in range(len(a)):
         assert all(np.array_equal(x, y) for x, y in zip(a.cooc.row(i), b.cooc.row(i)))
+    assert a.cooc.positions == b.cooc.positions and a.cooc.credited > 1000  # learned alike from the same events
+
+
+def test_the_position_weights_follow_what_predicts_the_next_item() -> None:
+    """Walks from item to neighbour put the weight on the last item; users whose every other event is a
+    one-off item (nothing follows it twice), on the items two and four places back."""
+
+    def learned(walk: bool) -> list[float]:
+        m = Recommender(ModelConfig(seed=1))
+        rng = np.random.default_rng(0)
+        for n in range(6000):
+            user = n // 12
+            # walk: every user walks along a line of items; else even events from the user's group of
+            # 10 items, odd ones a one-off
+            one_off = n % 2 == 1
+            item = user * 5 + n % 12 if walk else 1000 + n if one_off else 10 * (user % 3) + int(rng.integers(10))
+            m.learn(Event(f"u{user}", f"i{item}", "view", 1.0, float(n), float(n)))
+        return m.learner.state.cooc.positions
+
+    walk, alternate = learned(walk=True), learned(walk=False)
+    assert walk[0] > 0.9 and sum(walk) == pytest.approx(1.0), walk
+    assert alternate[1] + alternate[3] > 0.8, alternate
+    fixed = Recommender(ModelConfig(cooc_positions="fixed"))
+    start = [0.8**a for a in range(5)]
+    assert fixed.learner.state.cooc.positions == pytest.approx([w / sum(start) for w in start])
 
 
 def test_a_replica_refuses_a_gap_in_the_deltas() -> None:

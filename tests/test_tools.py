@@ -96,10 +96,23 @@ def test_eval_prints_the_json_contract(tmp_path) -> None:
     out = cli("eval", "--data", str(f), "--json", "--plot", str(png), "--batch-every", "1000")
     assert out.returncode == 0, out.stderr
     doc = orjson.loads(out.stdout.strip().splitlines()[-1])
-    assert doc["events"] == 6000 and set(doc["models"]) == {
-        *("freshrec", "popularity", "decayed_popularity", "item_knn", "item_knn_popularity", "batch_mf", "als_fold_in"),
-        "funk_mf",
-    }
+    assert (
+        doc["events"] == 6000
+        and doc["kinds"] == {"rating": 6000}
+        and set(doc["models"])
+        == {
+            *(
+                "freshrec",
+                "popularity",
+                "decayed_popularity",
+                "item_knn",
+                "item_knn_popularity",
+                "batch_mf",
+                "als_fold_in",
+            ),
+            "funk_mf",
+        }
+    )
     for row in doc["models"].values():
         assert set(row) == {"hr@10", "hr@10_cold", "hr@20", "mrr@20", "hr@10_second_half", "coverage", "events_per_s"}
         assert 0 <= row["hr@10"] <= row["hr@20"] <= 1
