@@ -123,7 +123,7 @@ def _rates(series: list[tuple[float, float]]) -> tuple[list[float], list[float]]
     return ts, rates
 
 
-FLOW_STAGES = {"summary", "catalogue", "scale", "ctr", "rerank"}  # the figures that come from `freshrec run`
+FLOW_STAGES = {"summary", "catalogue", "scale", "ctr", "rerank", "live"}  # the figures that come from `freshrec run`
 
 
 def results_section(res: dict, cmd: str, plots: list[Path], results_dir: Path) -> str:
@@ -156,7 +156,22 @@ def results_section(res: dict, cmd: str, plots: list[Path], results_dir: Path) -
         lines += _ctr_lines(res["ctr"])
     if res.get("rerank"):
         lines += _rerank_lines(res["rerank"])
+    if res.get("live"):
+        lines += _live_lines(res["live"])
     return "\n".join(lines) + "\n"
+
+
+def _live_lines(rows: list[dict]) -> list[str]:
+    lines = [
+        "| live hit-rate@10 (bench/live.py) | events | live | eval, same events | live / eval | target |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['log']} at {r['rate']:,.0f} events/s | {r['events']:,} | {r['live_hr_at_10']} | "
+        f"{r['eval_hr_at_10']} | {r['ratio']} | >= 0.9 |"
+        for r in rows
+    ]
+    return [*lines, ""]
 
 
 def _rerank_lines(r: dict) -> list[str]:
@@ -353,6 +368,11 @@ def print_summary(res: dict) -> None:
         print(
             f"  rules change    {r['reranked']:,} users re-ranked in {r['rerank_s']} s; freshness meanwhile "
             f"p50 {r['freshness_p50_ms']} / p99 {r['freshness_p99_ms']} ms"
+        )
+    for r in res.get("live", []):
+        print(
+            f"  live quality    {r['log']}: live hit-rate@10 {r['live_hr_at_10']} against eval's {r['eval_hr_at_10']} "
+            f"on the same events ({r['ratio']})"
         )
     if "ctr" in res:
         c = res["ctr"]

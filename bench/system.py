@@ -26,7 +26,8 @@ Every ``freshrec run`` runs as production does: ``--recovery-dir`` with
 8. scale-out on Bytewax's cluster (``bench/scale.py``, alone: ``--scale``);
 9. the HTTP API under oha, beside direct Redis and Kafka clients (``bench/api.py``, alone: ``--api``);
 10. click-through of simulated shoppers, freshrec's lists against the popular list (``bench/ctr.py``, alone: ``--ctr``);
-11. a rules change re-ranking 100k users in the background at 1,000 events/s (``bench/rerank.py``, alone: ``--rerank``).
+11. a rules change re-ranking 100k users in the background at 1,000 events/s (``bench/rerank.py``, alone: ``--rerank``);
+12. the live hit-rate@10 at 1,000 events/s against ``eval``'s on the same events (``bench/live.py``, alone: ``--live``).
 
 ``--core`` runs stages 1-6 only.
 
@@ -55,6 +56,7 @@ from bench import services
 from bench.api import ApiPlan, run_api
 from bench.catalogue import CataloguePlan, run_catalogue
 from bench.ctr import CtrPlan, run_ctr
+from bench.live import LivePlan, run_live
 from bench.measure import Process, drain, fixed_rate, read_latency, replay, start_flow, wait_replay
 from bench.rerank import RerankPlan, run_rerank
 from bench.scale import ScalePlan, run_scale
@@ -129,6 +131,8 @@ def run_bench(
             res["ctr"] = run_ctr(CtrPlan.make(quick), kafka, redis_url, workdir)
         if only in ("", "rerank"):
             res["rerank"] = run_rerank(RerankPlan.make(quick), kafka, redis_url, workdir)
+        if only in ("", "live"):
+            res["live"] = run_live(LivePlan.make(quick), kafka, redis_url, workdir)
     finally:
         if own:
             services.stop(workdir)
@@ -151,6 +155,8 @@ def run_bench(
             doc["ctr"] = res["ctr"]
         if "rerank" in res:
             doc["rerank"] = res["rerank"]
+        if "live" in res:
+            doc["live"] = res["live"]
         print(orjson.dumps(doc).decode())
     return 0
 

@@ -217,7 +217,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from bench.system import run_bench
 
-    only = next((name for name in ("catalogue", "scale", "core", "api", "ctr", "rerank") if getattr(args, name)), "")
+    stages = ("catalogue", "scale", "core", "api", "ctr", "rerank", "live")
+    only = next((name for name in stages if getattr(args, name)), "")
     return run_bench(args.quick, args.json, args.kafka, args.redis_url, args.runs, args.out, args.results, only)
 
 
@@ -243,7 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="a MovieLens u.data / ratings.csv, CSV or JSONL log instead of the synthetic stream")
     p.add_argument("--format", default="auto", choices=("auto", "movielens", "csv", "jsonl"))
     p.add_argument("--events", type=int, default=60_000, help="synthetic events (default 60000)")
-    p.add_argument("--rate", type=float, default=0.0, help="messages per second (default 0: as fast as the flow goes)")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="messages per second (0: as fast as the flow goes; default: 1000 for --data, 0 for the synthetic stream)",
+    )
 
     p = add("run", cmd_run, "Consume a Kafka topic and keep every user's list in Redis current.")
     Settings.add_arguments(p, exclude=SERVE_ONLY)
@@ -340,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     stage.add_argument("--ctr", action="store_true", help="only the click-through of simulated shoppers")
     stage.add_argument(
         "--rerank", action="store_true", help="only a rules change re-ranking 100k users at 1,000 events/s"
+    )
+    stage.add_argument(
+        "--live", action="store_true", help="only the live hit-rate at 1,000 events/s against eval's on the same events"
     )
     p.add_argument("--json", action="store_true", help="last line: one JSON object with the headline figures")
     p.add_argument("--runs", type=int, default=None, help="repetitions to take the median of (default 3, --quick 1)")
