@@ -1,8 +1,8 @@
 """``freshrec bench --live``: the flow's live hit-rate@10 against ``eval``'s, on the same events.
 
 For each log (the synthetic stream, and MovieLens latest-small when
-``../shared/data`` holds it), in ``eval``'s order (ties by its seeded
-shuffle):
+``../shared/data`` or ``FRESHREC_MOVIELENS`` holds it), in ``eval``'s order
+(ties by its seeded shuffle):
 
 - **live**: the events are replayed to Kafka at ``rate`` (1,000/s) by
   ``freshrec replay`` into one ``freshrec run`` with recovery on (5 s
@@ -25,6 +25,7 @@ list from their previous one, not one ranked at that moment. The last line of
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -45,7 +46,8 @@ from operators.parse import ParseConfig, parse
 from operators.synthetic import SyntheticConfig, synthetic_events
 from state.metrics import total
 
-MOVIELENS = ROOT.parent / "shared" / "data" / "ml-latest-small" / "ratings.csv"
+MOVIELENS = Path(os.environ.get("FRESHREC_MOVIELENS", ROOT.parent / "shared/data/ml-latest-small/ratings.csv"))
+"""MovieLens latest-small's ratings (``FRESHREC_MOVIELENS``, default ``../shared/data`` beside the repository)."""
 
 
 @dataclass(frozen=True)
