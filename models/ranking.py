@@ -33,9 +33,6 @@ from models.users import UserView
 BLOCK = 64  # users ranked per matrix product (a 64 x 20k float32 block is 5 MB)
 
 
-_SMALL_BLOCK = 4  # fewer users than this are ranked one by one (measured, bench/RESULTS.md)
-
-
 class Ranker:
     """Ranks users, items and the popular list over a :class:`~models.items.Replica`.
 
@@ -136,15 +133,13 @@ class Ranker:
         if not views:
             return []
         two_stage = self.uses_index() if exact is None else (not exact and self.index.current is not None)
+        if len(views) == 1 and not two_stage:
+            return [self._exact_one(views[0], k)]  # the evaluation's path: 1-D arrays cost less
         out: list[Ranked] = []
         for start in range(0, len(views), BLOCK):
             chunk = views[start : start + BLOCK]
-            if len(chunk) < _SMALL_BLOCK and not two_stage:
-                # 1-D arrays cost less for a user or three (a block of 1, 2, 3 users costs 2.3, 1.7,
-                # 1.2 times as much per user): the evaluation's path, and a flow's small batches
-                out += [self._exact_one(v, k) for v in chunk]
-            else:
-                out += self._two_stage(self._block(chunk), k) if two_stage else self._exact(self._block(chunk), k)
+            block = self._block(chunk)
+            out += self._two_stage(block, k) if two_stage else self._exact(block, k)
         return out
 
     def unknown_history(self, views: Sequence[UserView]) -> list[bool]:
