@@ -12,8 +12,8 @@ For each log (the synthetic stream, and MovieLens latest-small when
   in the list served before them;
 - **eval**: the in-process model of ``freshrec eval`` on the same events
   as the flow parsed them (the replay stamps each event with its send
-  time; a rating weighs its value), scored on the same population: the
-  events whose user had an earlier event.
+  time; a value scales a purchase's weight, not a rating's), scored on the
+  same population: the events whose user had an earlier event.
 
 ``ratio`` is live / eval (issue 15 asks >= 0.9). What separates them is
 measured too: ``served_late`` runs the same in-process model but serves
@@ -72,7 +72,7 @@ def logs(plan: LivePlan) -> dict[str, list[Event]]:
 
 
 def as_parsed(events: list[Event], rate: float | None = None) -> list[Event]:
-    """The events as the flow learns them: parsed from their JSON (a rating weighs its value).
+    """The events as the flow learns them: parsed from their JSON (the weights of the event schema).
 
     ``rate``: stamped ``1 / rate`` apart, as ``freshrec replay`` stamps its send
     time; None: their own times (the demo's in-process source).

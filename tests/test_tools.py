@@ -6,6 +6,7 @@ import re
 import time
 
 import orjson
+import pytest
 from kafka import KafkaConsumer
 
 from operators.synthetic import SyntheticConfig, synthetic_events
@@ -194,3 +195,18 @@ def test_the_paced_in_process_source_sends_what_is_due_not_batches_of_64() -> No
     took = time.monotonic() - start
     assert 0.3 < took < 1.5  # 400 messages at 1,000/s
     assert max(sizes) <= 20, sizes  # a Kafka-like poll: what arrived since the last one
+
+
+def test_the_live_stage_scores_eval_on_the_events_as_the_flow_parses_them() -> None:
+    from bench.live import as_parsed, offline, served_late
+    from models.event import Event
+
+    log = [Event("u1", "a", "rating", 1.0, 5.0, 5.0, 4.0), Event("u1", "b", "purchase", 5.0, 5.0, 5.0, 3.0)]
+    replayed = as_parsed(log, rate=1000.0)
+    assert [e.weight for e in replayed] == [1.0, 15.0]  # a value scales a purchase, not a rating, as in the flow
+    assert replayed[1].ts - replayed[0].ts == pytest.approx(0.001, abs=1e-6)  # stamped as replay sends them
+    assert [e.ts for e in as_parsed(log)] == [5.0, 5.0]  # the demo's source keeps the log's times
+    stream = as_parsed(list(synthetic_events(SyntheticConfig(users=40, items=60, topics=4, events=3000, seed=4))))
+    fresh, late = served_late(stream, 0), served_late(stream, 200)
+    assert fresh > 0.1 and late < fresh, (fresh, late)  # lists served late hit less
+    assert offline(stream) > 0.1
