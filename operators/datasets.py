@@ -195,11 +195,9 @@ def _row_event(row: list[str], columns: dict[str, int] | None, path: Path, n: in
         ts /= 1000.0
         unit.ms_rows += 1
     kind = cell.get("type") or ("rating" if value is not None else "view")
-    weight = DEFAULT_WEIGHTS.get(kind)
+    weight = DEFAULT_WEIGHTS.get(kind)  # a rating is one implicit positive (weight 1), whatever its value
     if weight is None:
         raise DataError(f"{path}:{n}: type {kind!r:.40} is not one of {', '.join(sorted(DEFAULT_WEIGHTS))}")
-    if kind == "rating":
-        weight = 1.0  # a rating is one implicit positive, whatever its value
     return Event(user, item, kind, weight, ts, ts, value)
 
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from models.event import Event
 from operators.parse import DEFAULT_WEIGHTS
+from operators.synthetic import zipf_cdf
 
 
 @dataclass(frozen=True)
@@ -79,11 +80,6 @@ SHOP = SessionConfig()
 CLICKS = replace(SHOP, sessions_as_users=True, typed=False, seed=8)
 LOGS = {"shop": SHOP, "clicks": CLICKS}
 """The named session logs (``freshrec eval --synthetic NAME``)."""
-
-
-def _zipf(n: int, s: float) -> np.ndarray:
-    p = 1.0 / np.arange(1, n + 1) ** s
-    return np.cumsum(p) / p.sum()
 
 
 def session_events(cfg: SessionConfig) -> list[Event]:
@@ -139,9 +135,9 @@ class _Shop:
         # Popularity: a Zipf rank within the category, scattered over its ring, and one over everything.
         self.by_rank = np.stack([rng.permutation(per_cat) for _ in range(cfg.categories)])  # [c, r]: offset
         self.global_order = rng.permutation(self.n_items)
-        self.cat_cdf = _zipf(per_cat, 1.0)
-        self.global_cdf = _zipf(self.n_items, 1.0)
-        self.user_cdf = _zipf(cfg.users, 0.7)
+        self.cat_cdf = zipf_cdf(per_cat, 1.0)
+        self.global_cdf = zipf_cdf(self.n_items, 1.0)
+        self.user_cdf = zipf_cdf(cfg.users, 0.7)
         self.favourites = rng.integers(0, cfg.categories, (cfg.users, 2))
         self.offsets = np.array([d for d in range(-cfg.related, cfg.related + 1) if d])
 

@@ -58,7 +58,8 @@ class SyntheticConfig:
     cover: bool = False
 
 
-def _zipf_cdf(n: int, s: float) -> np.ndarray:
+def zipf_cdf(n: int, s: float) -> np.ndarray:
+    """Cumulative Zipf probabilities of ranks ``0..n-1`` with exponent ``s`` (draw with ``searchsorted``)."""
     p = 1.0 / np.arange(1, n + 1) ** s
     return np.cumsum(p) / p.sum()
 
@@ -82,9 +83,9 @@ def synthetic_events(cfg: SyntheticConfig, chunk: int = 8192) -> Iterator[Event]
     rng = np.random.default_rng(cfg.seed)
     # Item j belongs to topic j % topics; its rank within the topic is j // topics.
     per_topic = -(-cfg.items // cfg.topics)
-    topic_cdf = _zipf_cdf(per_topic, cfg.zipf)
-    global_cdf = _zipf_cdf(cfg.items, cfg.zipf)
-    user_cdf = _zipf_cdf(cfg.users, 0.6)  # some users are much more active
+    topic_cdf = zipf_cdf(per_topic, cfg.zipf)
+    global_cdf = zipf_cdf(cfg.items, cfg.zipf)
+    user_cdf = zipf_cdf(cfg.users, 0.6)  # some users are much more active
     half = cfg.events // 2
     done = 0
     while done < cfg.events:
