@@ -14,7 +14,10 @@ kept the production way (built in the background, new items inserted):
   top-20 of the user vectors found among its candidates;
 - ``hr_at_10`` / ``exact_hr_at_10``: prequential HR@10 of both paths on the
   same events (each event is checked against both lists, then learned);
-- ``index_build_s`` / ``index_mb``: the last background build.
+- ``index_build_s`` / ``index_mb``: the last background build;
+- ``index_skipped_share``: the share of the sampled users' lists for which
+  the bound (``models/candidates.py``) proved that neither the index nor
+  the items outside it could change the list, so no query ran.
 
 Through the real flow (``freshrec run`` on Kafka and Redis, recovery on,
 5 s snapshots):
@@ -119,9 +122,12 @@ def in_process(items: int, plan: CataloguePlan, config: ModelConfig | None = Non
     names = m.users.users.names
     users = [names[i] for i in rng.choice(len(names), min(plan.sample_users, len(names)), replace=False)]
     views = [v for v in (m.users.view(u) for u in users) if v is not None]
+    lists = m.ranker.candidates.lists
+    lists.update(bound=0, index=0)
     t0 = time.perf_counter()
     two = m.ranker.rank(views, 20, exact=False)
     two_us = (time.perf_counter() - t0) / len(views) * 1e6
+    skipped = lists["bound"] / max(lists["bound"] + lists["index"], 1)
     t0 = time.perf_counter()
     exact = m.ranker.rank(views, 20, exact=True)
     exact_us = (time.perf_counter() - t0) / len(views) * 1e6
@@ -139,6 +145,7 @@ def in_process(items: int, plan: CataloguePlan, config: ModelConfig | None = Non
         "index_recall_at_20": round(float(index_recall), 4),
         "hr_at_10": round(hits / n_hr, 4),
         "exact_hr_at_10": round(hits_exact / n_hr, 4),
+        "index_skipped_share": round(skipped, 3),  # lists the bound proved the index could not change
         "two_stage_us_per_user": round(two_us, 1),
         "exact_us_per_user": round(exact_us, 1),
         "index_build_s": round(index.build_s, 2),

@@ -36,7 +36,22 @@ class Block(NamedTuple):
     co_val: np.ndarray
     ex_user: np.ndarray
     ex_item: np.ndarray
-    profiles: np.ndarray | None  # content profiles (None: no content term)
+    profiles: np.ndarray | None  # content profiles, ``(DIM, users)`` (None: no content term)
+
+    def subset(self, rows: np.ndarray) -> Block:
+        """The users ``rows`` (sorted) of this block, numbered ``0..len(rows)-1``."""
+        at = np.full(self.vectors.shape[0], -1, dtype=np.int64)
+        at[rows] = np.arange(rows.shape[0])
+        co, ex = at[self.co_user] >= 0, at[self.ex_user] >= 0
+        return Block(
+            self.vectors[rows],
+            at[self.co_user[co]],
+            self.co_item[co],
+            self.co_val[co],
+            at[self.ex_user[ex]],
+            self.ex_item[ex],
+            None if self.profiles is None else self.profiles[:, rows],
+        )
 
 
 class Candidates:
@@ -53,6 +68,12 @@ class Candidates:
         self._popular = np.zeros(0, dtype=np.int64)
         self._trending = np.zeros(0, dtype=np.int64)
         self._cold = np.zeros(0, dtype=np.int64)  # the newest cold items with catalogue features
+        # A bound of the item factors' norms (the MF term's reach): rows [0, _norm_n) of _norm_of covered.
+        self._norm_of: ItemState | None = None
+        self._norm_n = 0
+        self._norm_max = 0.0
+        self.lists = {"bound": 0, "index": 0}  # two-stage lists served without the index / with it
+        self._need = 0.0  # running share of lists the bound did not clear
 
     @property
     def state(self) -> ItemState:
@@ -69,20 +90,82 @@ class Candidates:
         features best match the user's content profile. A new source is
         one more entry here.
         """
+        popular, trending, _ = self.shared()
+        return {**self.reach(b), "content": self.content(b), "popular": popular, "trending": trending}
+
+    def reach(self, b: Block) -> dict[str, np.ndarray]:
+        """The sources of items nothing else proposes for a user (``index``, ``fresh``): what :meth:`bound` covers."""
         index = self.index.current
         assert index is not None
-        popular, trending, cold = self._shared()
-        content = np.zeros((b.vectors.shape[0], 0), dtype=np.int64)
-        if b.profiles is not None and cold.size:
-            best = top_k_rows(self.blend.content.scores(b.profiles, len(self.state), cold), self.config.candidates)
-            content = _rows_of(best, cold)
-        return {
-            "index": index.query(b.vectors, self.config.candidates),
-            "fresh": self._fresh(b, index.size),
-            "content": content,
-            "popular": popular,
-            "trending": trending,
-        }
+        return {"index": index.query(b.vectors, self.config.candidates), "fresh": self._fresh(b, index.size)}
+
+    def content(self, b: Block) -> np.ndarray:
+        """For each user, the cold items whose features best match the content profile, ``(users, m)``."""
+        cold = self.shared()[2]
+        if b.profiles is None or not cold.size:
+            return np.zeros((b.vectors.shape[0], 0), dtype=np.int64)
+        best = top_k_rows(self.blend.content.scores(b.profiles, len(self.state), cold), self.config.candidates)
+        return _rows_of(best, cold)
+
+    def bound(self, b: Block, popularity: bool) -> np.ndarray:
+        """For each user, a score no item reaches unless the co-occurrence, popular, trending or content source has it.
+
+        Such an item has no co-occurrence term, popularity and trend at most
+        those of the last popular and trending candidates, a content match
+        at most 1, and an MF term ``tanh(p.q / 2) <= tanh(|p| max|q| / 2)``.
+        A user whose ``k``-th best candidate scores above this bound has the
+        exact top ``k`` without the index and the items outside it.
+        (Popular and trending candidates are recomputed every second, so
+        the bound is as current as they are.)
+        """
+        s, c = self.state, self.config
+        half, unit = self.blend.unit()
+        users = b.vectors.shape[0]
+        if half > 0:
+            norm = np.sqrt(np.einsum("uf,uf->u", b.vectors, b.vectors, dtype=np.float64))
+            out = np.tanh(0.5 * norm * self._factor_norm())
+        else:
+            out = np.zeros(users)
+        if popularity:
+            popular, trending, _ = self.shared()
+            for counts, w, top in ((s.pop, c.w_pop, popular), (s.trend, c.w_trend, trending)):
+                peak = counts.peak()
+                if w and peak > 0 and top.size:
+                    out += w * float(counts.raw()[top[-1]]) / (peak * unit)
+        if b.profiles is not None:
+            out += c.w_content / unit
+        return out
+
+    def moved(self, rows: np.ndarray) -> None:
+        """Item factor rows that changed (a delta): the bound of their norms follows."""
+        f = self.state.mf.item_factors
+        rows = rows[rows < self._norm_n]  # newer rows are covered on first use
+        if self._norm_of is self.state and rows.size:
+            moved = f[rows]
+            self._norm_max = max(self._norm_max, float(np.sqrt(np.einsum("if,if->i", moved, moved).max())))
+
+    def _factor_norm(self) -> float:
+        """An upper bound of every item factor's norm (computed in full once per item state, then kept up)."""
+        s = self.state
+        f = s.mf.item_factors
+        if self._norm_of is not s:
+            self._norm_of, self._norm_n, self._norm_max = s, 0, 0.0
+        if self._norm_n < f.shape[0]:
+            new = f[self._norm_n :]
+            self._norm_max = max(self._norm_max, float(np.sqrt(np.einsum("if,if->i", new, new).max())))
+            self._norm_n = f.shape[0]
+        return self._norm_max
+
+    def bound_pays(self) -> bool:
+        """Whether to try the bound first: it cleared most recent lists (else the index is queried for all)."""
+        return self._need < 0.5
+
+    def count(self, need: np.ndarray) -> None:
+        """Lists the bound cleared (False) or not (True): the counts and the running share."""
+        n = int(need.sum())
+        self.lists["index"] += n
+        self.lists["bound"] += need.shape[0] - n
+        self._need += 0.05 * (n / max(need.shape[0], 1) - self._need)
 
     def _fresh(self, b: Block, indexed: int) -> np.ndarray:
         """For each user, the best of the items added since the index was built (MF and popularity terms).
@@ -104,7 +187,7 @@ class Candidates:
         best = top_k_rows(self.blend.base_scores(b.vectors, items, True, b.profiles), self.config.candidates)
         return _rows_of(best, items)
 
-    def _shared(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def shared(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The most popular, the trending and the newest cold items with features, recomputed at most every second."""
         now = time.monotonic()
         if now - self._at > _SHARED_EVERY_S:

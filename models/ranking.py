@@ -31,6 +31,7 @@ from models.topk import top_finite, top_k_rows
 from models.users import UserView
 
 BLOCK = 64  # users ranked per matrix product (a 64 x 20k float32 block is 5 MB)
+_MARGIN = 1e-5  # above float32 rounding: a candidate must beat the bound by this much to clear the index
 
 
 class Ranker:
@@ -112,9 +113,10 @@ class Ranker:
         """Catalogue features of items by key (``models.content.features``); they count from the next list on."""
         self.blend.content.set(keys.tolist(), rows)
 
-    def changed(self) -> None:
-        """Tell the ranker the factors moved (an applied delta): the index is due for a rebuild."""
+    def changed(self, rows: np.ndarray) -> None:
+        """Tell the ranker the factors of dense ``rows`` moved (an applied delta): the index is due for a rebuild."""
         self._factors_changed = True
+        self.candidates.moved(rows)
 
     def maintain(self) -> bool:
         """Swap in a finished index build, start one if due; True when a new index was swapped in."""
@@ -205,10 +207,36 @@ class Ranker:
         top = top_finite(row, k)
         return self.blend.named(top, row[top])
 
-    def _two_stage(self, b: Block, k: int) -> list[Ranked]:
-        c = self.candidates.of(b)
-        per_user = [c["index"], c["fresh"], c["content"]]
-        return self._score_candidates(b, per_user, np.concatenate([c["popular"], c["trending"]]), k, popularity=True)
+    def _two_stage(self, b: Block, k: int, popularity: bool = True) -> list[Ranked]:
+        """Each user's top ``k`` over the candidates; the index only for users the bound does not clear.
+
+        First the co-occurrence, popular, trending and content candidates
+        are scored. A user whose ``k``-th best of them beats
+        :meth:`~models.candidates.Candidates.bound` already has the exact
+        top ``k``; the others are scored again with the index and the items
+        outside it. When the bound clears few users, all go straight to the
+        full set.
+        """
+        c = self.candidates
+        popular, trending, _ = c.shared()
+        shared = np.concatenate([popular, trending]) if popularity else popular[:0]
+        content = c.content(b)
+        if not c.bound_pays():
+            reach = c.reach(b)
+            picked, scores, kth = self._tops(b, [reach["index"], reach["fresh"], content], shared, k, popularity)
+            c.count(kth < c.bound(b, popularity) + _MARGIN)  # what the bound would have cleared: when to try it again
+            return self.blend.named_many(picked, np.concatenate(scores) if scores else np.zeros(0))
+        picked, scores, kth = self._tops(b, [content], shared, k, popularity)
+        need = kth < c.bound(b, popularity) + _MARGIN  # -inf: fewer than k candidates
+        c.count(need)
+        rows = np.flatnonzero(need)
+        if rows.size:
+            sub = b.subset(rows)
+            reach = c.reach(sub)
+            more = self._tops(sub, [reach["index"], reach["fresh"], content[rows]], shared, k, popularity)
+            for j, r in enumerate(rows.tolist()):
+                picked[r], scores[r] = more[0][j], more[1][j]
+        return self.blend.named_many(picked, np.concatenate(scores) if scores else np.zeros(0))
 
     def sources(self, views: Sequence[UserView]) -> list[dict[str, set[int]]]:
         """Which source proposed which candidates (dense items), per user (tests and benchmarks)."""
@@ -227,15 +255,17 @@ class Ranker:
             for u in range(len(views))
         ]
 
-    def _score_candidates(
+    def _tops(
         self, b: Block, per_user: list[np.ndarray], shared: np.ndarray, k: int, popularity: bool
-    ) -> list[Ranked]:
+    ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
         """The exact blend over each user's candidates only, for the whole block in a few array operations.
 
         ``per_user`` are ``(users, m)`` candidate matrices, ``shared`` the
         candidates of every user; the co-occurrence entries of ``b`` are
         candidates too. Candidates are ``user * n + item`` keys, sorted and
-        deduplicated; each is scored once, then each user's best ``k``.
+        deduplicated; each is scored once. Returns each user's best ``k``
+        (dense items, scores) and the ``k``-th best score (``-inf`` for a
+        user with fewer than ``k``).
         """
         s = self.state
         n = len(s)
@@ -261,7 +291,9 @@ class Ranker:
         table[user, np.arange(key.shape[0]) - starts[user]] = score
         tops = top_k_rows(table, k)
         picked = [item[starts[r] + t] for r, t in enumerate(tops)]
-        return self.blend.named_many(picked, np.concatenate([table[r, t] for r, t in enumerate(tops)]))
+        scores = [table[r, t] for r, t in enumerate(tops)]
+        kth = np.array([v[k - 1] if v.shape[0] >= k else -math.inf for v in scores])
+        return picked, scores, kth
 
     # ------------------------------------------------------ popular, similar
 
@@ -313,8 +345,6 @@ class Ranker:
                 self.blend.content.item_profiles(chunk) if self.blend.uses_content() else None,
             )
             if two_stage:
-                cands = self.candidates.of(b)
-                per_user = [cands["index"], cands["fresh"], cands["content"]]
-                yield from self._score_candidates(b, per_user, np.zeros(0, dtype=np.int64), k, popularity=False)
+                yield from self._two_stage(b, k, popularity=False)
             else:
                 yield from self._exact(b, k, popularity=False)

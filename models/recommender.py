@@ -57,8 +57,9 @@ class Recommender:
 
     def sync(self) -> None:
         """Hand the ranker what changed (the index rebuild schedule follows the factors)."""
-        self.replica.apply(self.learner.take_delta(shared=True))
-        self.ranker.changed()
+        delta = self.learner.take_delta(shared=True)
+        self.replica.apply(delta)
+        self.ranker.changed(delta.rows)
         self.ranker.maintain()
 
     def add_items(self, items: Sequence[tuple[str, tuple[np.ndarray, np.ndarray]]]) -> None:

@@ -221,6 +221,11 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
             metrics.INDEX_BUILD_SECONDS.observe(index.current.build_s)
         if index.building != was_building:
             metrics.INDEX_BUILDING.inc(1 if index.building else -1)
+        lists = self.ranker.candidates.lists
+        for path, n in lists.items():
+            if n:
+                metrics.TWO_STAGE_LISTS.labels(path).inc(n)
+                lists[path] = 0
         if index.current is not None:
             metrics.INDEX_ITEMS.labels(str(self.shard)).set(index.current.size)
             metrics.INDEX_BYTES.labels(str(self.shard)).set(index.current.memory_bytes)
@@ -229,7 +234,7 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
         self.replica.apply(delta)
         if self.replica.state is None:
             return
-        self.ranker.changed()
+        self.ranker.changed(delta.rows)
         keys = self.replica.state.keys.keys
         # items with events, and items new to the replica (listed by the catalogue before any event)
         due = np.union1d(delta.active, np.arange(delta.first, delta.first + len(delta.names)))

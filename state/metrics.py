@@ -128,6 +128,9 @@ SNAPSHOT_BYTES = Counter("freshrec_snapshot_bytes", "Bytes of recovery snapshot 
 INDEX_BUILDS = Counter("freshrec_index_builds", "HNSW index builds swapped in")
 INDEX_BUILDING = Gauge("freshrec_index_building", "Background HNSW builds running in this process")
 INDEX_ITEMS = Gauge("freshrec_index_items", "Items in the current HNSW index of each ranker", ["shard"])
+TWO_STAGE_LISTS = Counter(
+    "freshrec_two_stage_lists", "Lists ranked on candidates, by path (bound: the index could not change them)", ["path"]
+)
 INDEX_BYTES = Gauge("freshrec_index_bytes", "Memory of the current HNSW index of each ranker", ["shard"])
 INDEX_BUILD_SECONDS = Histogram(
     "freshrec_index_build_seconds",
