@@ -25,7 +25,8 @@ Through the real flow (``freshrec run`` on Kafka and Redis, recovery on,
 - ``events_per_s``: the drain rate of a backlog produced after the warm-up;
 - ``freshness_p99_ms_during_rebuild``: freshness p99 at 1,000 events/s,
   counted only while a background index build runs (the stage lasts
-  until a build has finished under it, at most ``rebuild_stage_s``).
+  until a build has finished under it, at most ``rebuild_stage_s``;
+  null at a size ranked exactly, where there is no index).
 
 The last line of ``freshrec bench --catalogue --json`` is one JSON object
 ``{"catalogue": [{"items": ..., ...}, ...]}``.
@@ -206,6 +207,8 @@ def through_flow(items: int, plan: CataloguePlan, kafka: str, redis_url: str, wo
         # once a build has finished under it (builds rest three times their length: at 1M items
         # that takes minutes), or after rebuild_stage_s.
         before = settle(flow, timeout=60)
+        if total(before, "freshrec_index_items") == 0:  # exact ranking at this size: no index, no rebuild
+            return {"events_per_s": round(eps), "freshness_p99_ms_during_rebuild": None, "rebuilds_observed": 0}
         stop = threading.Event()
         producer = threading.Thread(
             target=_produce,

@@ -245,7 +245,7 @@ def _catalogue_lines(rows: list[dict]) -> list[str]:
         f"| {r['items']:,} ({r['items_seen']:,}) | {r.get('events_per_s', '-'):,} | {r['recall_at_20']} "
         f"| {r['index_recall_at_20']} | {r['hr_at_10']} / {r['exact_hr_at_10']} "
         f"| {r['two_stage_us_per_user']} / {r['exact_us_per_user']} | {r.get('index_skipped_share', '-')} "
-        f"| {r['index_build_s']} s / {r['index_mb']} MB | {r.get('freshness_p99_ms_during_rebuild', '-')} |"
+        f"| {r['index_build_s']} s / {r['index_mb']} MB | {r.get('freshness_p99_ms_during_rebuild') or '-'} |"
         for r in rows
     ]
     return [*header, *body, ""]
@@ -357,7 +357,7 @@ def print_summary(res: dict) -> None:
             f"(index {row['index_recall_at_20']}, not queried for {row.get('index_skipped_share', '-')} of lists), "
             f"HR@10 {row['hr_at_10']} vs exact {row['exact_hr_at_10']}, "
             f"build {row['index_build_s']} s / {row['index_mb']} MB, "
-            f"p99 during rebuild {row.get('freshness_p99_ms_during_rebuild', '-')} ms"
+            f"p99 during rebuild {row.get('freshness_p99_ms_during_rebuild') or '-'} ms"
         )
     if "scale" in res:
         sc = res["scale"]
