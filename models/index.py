@@ -36,6 +36,7 @@ _CHUNK = 32768  # rows copied or inserted per step of a build
 _INSERT = 16  # new items inserted per step of ItemIndex.insert (each costs tens to hundreds of us)
 _HEADROOM = 1.25  # capacity of a build over the items it indexes
 _INSERT_MAX_S = 0.02  # most seconds of inserts per poll (the base budget grows with the items outside)
+_INSERT_DUTY = 0.1  # most share of the owner's time spent inserting, between polls
 _BUILD_NICE = 10  # the build thread's niceness (Linux: per thread)
 DUTY = 0.25  # most share of a core the background builds take, on average
 
@@ -126,7 +127,8 @@ class BackgroundIndex:
 
     The owner (one ranker) calls :meth:`poll` between batches: it swaps a
     finished build in, inserts the items added since (within
-    ``insert_budget_s`` per 1,000 items outside, at most 20 ms), and starts
+    ``insert_budget_s`` per 1,000 items outside, at most 20 ms and a tenth
+    of the time since the last poll; none while a build runs), and starts
     a new build when the factors have moved on for ``rebuild_s`` or the
     index is full, once the last build has had its rest (``DUTY``).
     Queries only ever see a complete index.
@@ -144,6 +146,7 @@ class BackgroundIndex:
         self._result: ItemIndex | None = None
         self._started_at = 0.0
         self._finished_at = -float("inf")
+        self._polled_at = time.monotonic()
 
     @property
     def building(self) -> bool:
@@ -160,11 +163,16 @@ class BackgroundIndex:
                 self.current, self._result = self._result, None
                 self.builds += 1
                 swapped = True
+        now = time.monotonic()
+        since, self._polled_at = now - self._polled_at, now
         outside = factors.shape[0] - self.current.size if self.current is not None else 0
-        if self.current is not None and outside > 0:
-            # Until inserted, an item is scored exactly for every block of users: with many
-            # outside (a growing catalogue), inserting them costs less than scoring them.
-            self.current.insert(factors, min(self.insert_budget_s * max(1.0, outside / 1000), _INSERT_MAX_S))
+        if self.current is not None and outside > 0 and self._thread is None:
+            # Until inserted, an item outside is scored apart for the lists that need the index:
+            # with many outside (a growing catalogue), inserting them costs less. Not while a
+            # build runs: the index it swaps in would not hold them. At most _INSERT_DUTY of the
+            # time since the last poll (polls come every few ms at low rates).
+            budget = min(self.insert_budget_s * max(1.0, outside / 1000), _INSERT_MAX_S, _INSERT_DUTY * since)
+            self.current.insert(factors, budget)
         if self._thread is None and self._due(factors.shape[0], changed):
             self._start(factors)
         return swapped

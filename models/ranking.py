@@ -9,7 +9,9 @@ vector, the co-occurrence rows of the user's recent items, the most
 popular and the trending items, items newer than the index, the newest
 cold items whose catalogue features match the user's content profile),
 then the exact blend over the candidates only, so the cost of a list
-hardly grows with the catalogue.
+hardly grows with the catalogue. The index is queried only for the users
+whose other candidates do not already beat a bound on every item they
+leave out (:meth:`Ranker._two_stage`).
 """
 
 from __future__ import annotations
