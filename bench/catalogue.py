@@ -176,7 +176,7 @@ def _produce(
     producer.close()
 
 
-def through_flow(items: int, plan: CataloguePlan, kafka: str, redis_url: str, workdir: Path) -> dict[str, float]:
+def through_flow(items: int, plan: CataloguePlan, kafka: str, redis_url: str, workdir: Path) -> dict[str, float | None]:
     """Drain rate after the warm-up, and freshness at 1,000 events/s while the index is rebuilt."""
     tag = uuid.uuid4().hex[:8]
     topic, ns = f"catalogue.{tag}", f"cat{tag}"
@@ -246,7 +246,7 @@ def through_flow(items: int, plan: CataloguePlan, kafka: str, redis_url: str, wo
 def run_catalogue(plan: CataloguePlan, kafka: str | None, redis_url: str | None, workdir: Path) -> list[dict]:
     rows = []
     for items in plan.sizes:
-        row = in_process(items, plan)
+        row: dict[str, float | None] = dict(in_process(items, plan))
         _say(
             f"{items:,} items: recall@20 {row['recall_at_20']}, index {row['index_recall_at_20']}, HR@10 "
             f"{row['hr_at_10']} vs exact {row['exact_hr_at_10']}, build {row['index_build_s']} s"
