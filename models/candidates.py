@@ -96,7 +96,8 @@ class Candidates:
     def reach(self, b: Block) -> dict[str, np.ndarray]:
         """The sources of items nothing else proposes for a user (``index``, ``fresh``): what :meth:`bound` covers."""
         index = self.index.current
-        assert index is not None
+        if index is None:  # no build has finished yet: the newest items are scored instead (``_fresh``)
+            return {"index": np.zeros((b.vectors.shape[0], 0), dtype=np.int64), "fresh": self._fresh(b, 0)}
         return {"index": index.query(b.vectors, self.config.candidates), "fresh": self._fresh(b, index.size)}
 
     def content(self, b: Block) -> np.ndarray:

@@ -77,9 +77,14 @@ class Ranker:
     def ready(self) -> bool:
         return self.replica.state is not None
 
-    def uses_index(self) -> bool:
-        """Whether user lists come from candidates (the catalogue is past ``exact_max_items`` and an index exists)."""
-        return len(self.state) > self.config.exact_max_items and self.index.current is not None
+    def two_stage(self) -> bool:
+        """Whether lists come from candidates: the catalogue is past ``exact_max_items``.
+
+        Until the first index is built (after a start, a build of a 1M-item
+        catalogue takes minutes) the other sources and the newest items stand
+        in for the index: scoring every item instead cost 2.5 ms a list at 1M.
+        """
+        return len(self.state) > self.config.exact_max_items
 
     def set_available(self, blocked: np.ndarray, allowed: np.ndarray) -> None:
         """Item keys the lists must leave out from now on (``blocked``) or may hold again (``allowed``)."""
@@ -136,7 +141,7 @@ class Ranker:
         """Top-``k`` of each user, in order (``exact``: force, or forbid, scoring every item)."""
         if not views:
             return []
-        two_stage = self.uses_index() if exact is None else (not exact and self.index.current is not None)
+        two_stage = self.two_stage() if exact is None else not exact
         if len(views) == 1 and not two_stage:
             return [self._exact_one(views[0], k)]  # the evaluation's path: 1-D arrays cost less
         out: list[Ranked] = []
@@ -327,7 +332,7 @@ class Ranker:
         if k <= 0:
             yield from [EMPTY] * len(items)
             return
-        two_stage = self.uses_index()
+        two_stage = self.two_stage()
         scale = c.w_cooc / self.blend.unit()[1]
         for start in range(0, len(items), BLOCK):
             chunk = items[start : start + BLOCK]

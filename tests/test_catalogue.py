@@ -49,7 +49,7 @@ def test_recall_at_30k_items_with_the_index_built_in_the_background_and_gone_sta
     m.ranker.index.wait()  # the build the stream last started, from factors that have moved on since
     m.ranker.maintain()
     index = m.ranker.index.current
-    assert index is not None and m.ranker.uses_index()
+    assert index is not None and m.ranker.two_stage()
     for e in synthetic_events(SyntheticConfig(users=20_000, items=45_000, topics=50, events=10_000, zipf=0.6, seed=3)):
         m.learn(e)  # vectors move and new items arrive; the index stays as built
     m.replica.apply(m.learner.take_delta(shared=True))
@@ -110,10 +110,32 @@ def test_exact_and_two_stage_agree_when_the_budget_covers_the_catalogue(items: i
     m = indexed(items, cfg)
     users = [f"u{u}" for u in range(0, 20_000, 97)]
     views = [v for v in (m.users.view(u) for u in users) if v is not None]
-    assert m.ranker.uses_index() and len(views) > 100
+    assert m.ranker.two_stage() and len(views) > 100
     for two, exact in zip(m.ranker.rank(views, 20, exact=False), m.ranker.rank(views, 20, exact=True)):
         assert two.items == exact.items
         assert two.scores == pytest.approx(exact.scores, abs=1e-5)
+
+
+def test_before_the_first_index_the_newest_items_stand_in_for_it() -> None:
+    # After a start, lists are two-stage while the first index is built: the index source is
+    # empty and the newest fresh_max_items items are scored instead. When those cover the
+    # catalogue the lists are exact; when they cover a tenth of it, lists still come out full.
+    items = 1500
+    cfg = ModelConfig(seed=5, exact_max_items=10, candidates=items, popular_candidates=10, fresh_max_items=items)
+    m = catalogue(items, 20_000, cfg)
+    m.ranker.index.wait()
+    m.ranker.index.current = None  # as after a start, before the first build has finished
+    assert m.ranker.two_stage()
+    views = [v for v in (m.users.view(f"u{u}") for u in range(0, 20_000, 37)) if v is not None]
+    assert len(views) > 100
+    lists = m.ranker.candidates.lists
+    lists.update(bound=0, index=0)
+    two_stage = m.ranker.rank(views, 20)
+    assert lists["bound"] + lists["index"] == len(views)  # two-stage, not every item scored
+    for two, exact in zip(two_stage, m.ranker.rank(views, 20, exact=True)):
+        assert two.items == exact.items
+    m.ranker.config = m.ranker.candidates.config = replace(cfg, fresh_max_items=items // 10, candidates=50)
+    assert all(len(r.items) == 20 for r in m.ranker.rank(views, 20))
 
 
 def test_the_bound_skips_the_index_only_for_lists_it_cannot_change() -> None:
@@ -137,7 +159,7 @@ def test_similar_items_two_stage_match_exact_on_a_small_catalogue() -> None:
     m = catalogue(400, 20_000, cfg)
     m.ranker.index.wait()
     m.ranker.maintain()
-    assert m.ranker.uses_index()
+    assert m.ranker.two_stage()
     items = np.arange(len(m.ranker.state))
     two = list(m.ranker.similar(items, 10))
     exact_ranker = replace(cfg, exact_max_items=10**9)
@@ -155,7 +177,7 @@ def test_blocked_items_leave_user_similar_and_popular_lists_and_may_come_back(tw
     m = catalogue(1500, 20_000, cfg)
     m.ranker.index.wait()
     m.ranker.maintain()
-    assert m.ranker.uses_index() == two_stage
+    assert m.ranker.two_stage() == two_stage
     views = [v for v in (m.users.view(f"u{u}") for u in range(0, 20_000, 97)) if v is not None]
     before = m.ranker.rank(views, 20)
     listed = [i for r in before for i in r.items]
