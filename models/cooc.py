@@ -248,10 +248,10 @@ class CoOccurrence:
         key = key[starts]
         value = np.add.reduceat(contrib, starts)
         ex_users, ex_items = exclude
-        keep = ex_items < n
-        if keep.any():
-            ex = np.unique(ex_users[keep] * n + ex_items[keep])
-            value[np.isin(key, ex, assume_unique=True)] = 0.0
+        if ex_items.size:  # each excluded pair found in the sorted keys (no sort of the exclusions)
+            ex = ex_users * n + ex_items
+            pos = np.minimum(np.searchsorted(key, ex), key.shape[0] - 1)
+            value[pos[(key[pos] == ex) & (ex_items < n)]] = 0.0
         user, item = np.divmod(key, n)
         np.maximum.at(peak, user, value)
         return user, item, value, peak

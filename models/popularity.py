@@ -11,6 +11,7 @@ from models.arrays import grow
 # Rescale the stored scores when the decay factor would exceed 2**_RESCALE_AT,
 # far below float64 overflow (2**1023).
 _RESCALE_AT = 64.0
+_LEADERS = 1024  # items kept as the only candidates of top(n) for n up to this many
 
 
 class DecayedPopularity:
@@ -46,9 +47,15 @@ class DecayedPopularity:
         self._peak = 0.0  # max of the stored scores, kept per update
         self.now = 0.0
         self.rescaled = 1.0  # product of the rescalings since the last take_rescaled() (snapshots)
+        self._leaders: set[int] | None = None  # None: found again by a pass over every item
+        self._floor = 0.0  # every item outside the leaders has a stored score <= this
 
     def __len__(self) -> int:
         return self._n
+
+    def __getstate__(self) -> dict:
+        # The leaders are a cache that reads fill: a copy finds them again (reads create no state).
+        return {**self.__dict__, "_leaders": None, "_floor": 0.0}
 
     def ensure(self, n: int) -> None:
         """Make items ``0..n-1`` exist (a new one scores 0)."""
@@ -69,6 +76,7 @@ class DecayedPopularity:
                 scale = 2.0**-exponent
                 self._scores[: self._n] *= scale
                 self._peak *= scale
+                self._floor *= scale
                 self.rescaled *= scale
                 self._t_ref = t
                 exponent = 0.0
@@ -76,6 +84,8 @@ class DecayedPopularity:
         s = self._scores[item] + weight
         self._scores[item] = s
         self._peak = max(self._peak, s)
+        if s > self._floor and self._leaders is not None:
+            self._leaders.add(item)
 
     def scores(self, at: float | None = None) -> np.ndarray:
         """Decayed scores of all items at time ``at`` (default: newest event).
@@ -102,8 +112,24 @@ class DecayedPopularity:
         n = min(n, raw.shape[0])
         if n == 0:
             return np.zeros(0, dtype=np.int64)
-        part = np.argpartition(-raw, n - 1)[:n]
-        return part[np.argsort(-raw[part], kind="stable")]
+        if self._leaders is None:
+            self._lead(np.arange(raw.shape[0]))
+        assert self._leaders is not None
+        if len(self._leaders) > 4 * _LEADERS:
+            self._lead(np.fromiter(self._leaders, dtype=np.int64, count=len(self._leaders)))
+        if n > len(self._leaders):  # more than the leaders (a small catalogue, or a long list)
+            part = np.argpartition(-raw, n - 1)[:n]
+        else:
+            part = np.fromiter(self._leaders, dtype=np.int64, count=len(self._leaders))
+        return part[np.argsort(-raw[part], kind="stable")][:n]
+
+    def _lead(self, items: np.ndarray) -> None:
+        """Make the best ``_LEADERS`` of ``items`` (a superset of the leaders) the leaders."""
+        raw = self.raw()
+        if items.shape[0] > _LEADERS:
+            items = items[np.argpartition(-raw[items], _LEADERS - 1)[:_LEADERS]]
+            self._floor = max(self._floor, float(raw[items].min()))
+        self._leaders = set(items.tolist())
 
     # ------------------------------------------------ snapshots (state/journal.py)
 
@@ -114,6 +140,7 @@ class DecayedPopularity:
 
     def set_rows(self, rows: np.ndarray, values: np.ndarray, factor: float = 1.0) -> None:
         """Restore: scale every score by ``factor``, then set ``rows`` to ``values``."""
+        self._leaders, self._floor = None, 0.0
         if factor != 1.0:
             self._scores[: self._n] *= factor
         if rows.size:
@@ -127,5 +154,6 @@ class DecayedPopularity:
         return {"n": self._n, "t_ref": self._t_ref, "peak": self._peak, "now": self.now}
 
     def set_scalars(self, d: dict) -> None:
+        self._leaders, self._floor = None, 0.0
         self._scores = grow(self._scores, d["n"])
         self._n, self._t_ref, self._peak, self.now = d["n"], d["t_ref"], d["peak"], d["now"]

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models import ModelConfig, Recommender
+from models import ModelConfig, Recommender, popularity
 from models.cooc import CoOccurrence
 from models.event import Event
 from models.ids import item_key
@@ -156,6 +156,34 @@ def test_decayed_popularity_survives_rescaling() -> None:
     pop.learn(1, 1.0, t=100.0)
     assert pop.top(2).tolist() == [1, 0]
     assert pop.scores(at=100.0)[1] == pytest.approx(2.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 299), st.floats(0.1, 5.0), st.floats(0.0, 0.5)), min_size=50, max_size=600),
+    st.sampled_from([1, 20, 100]),
+)
+def test_popularity_top_from_the_leaders_equals_a_full_pass(events: list, n: int) -> None:
+    # Events in time order over 300 items, a half life short enough to rescale several times:
+    # every 10 events, top(n) read from the leaders ranks the same scores as a pass over all.
+    # Leaders of 1,024 (the default: every item) and of 8, which the events push past four
+    # times as many (the set is cut back and the floor raised).
+    for leaders in (popularity._LEADERS, 8):
+        kept, popularity._LEADERS = popularity._LEADERS, leaders
+        try:
+            pop = DecayedPopularity(half_life=0.2)
+            t = 0.0
+            for k, (item, w, dt) in enumerate(events, 1):
+                t += dt
+                pop.learn(item, w, t)
+                if k % 10 == 0:
+                    raw = pop.raw()
+                    full = np.sort(raw)[::-1][: min(n, raw.shape[0])]
+                    assert raw[pop.top(n)].tolist() == full.tolist()
+            pop.set_rows(np.array([0]), np.array([1e300]))  # a restore: the leaders are found again
+            assert pop.top(n)[0] == 0
+        finally:
+            popularity._LEADERS = kept
 
 
 def test_a_replica_fed_deltas_equals_the_master() -> None:
