@@ -98,7 +98,8 @@ class Candidates:
         index = self.index.current
         if index is None:  # no build has finished yet: the newest items are scored instead (``_fresh``)
             return {"index": np.zeros((b.vectors.shape[0], 0), dtype=np.int64), "fresh": self._fresh(b, 0)}
-        return {"index": index.query(b.vectors, self.config.candidates), "fresh": self._fresh(b, index.size)}
+        indexed = index.size  # before the query: items inserted meanwhile are then scored twice, not missed
+        return {"index": self.index.query(b.vectors, self.config.candidates), "fresh": self._fresh(b, indexed)}
 
     def content(self, b: Block) -> np.ndarray:
         """For each user, the cold items whose features best match the content profile, ``(users, m)``."""

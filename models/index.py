@@ -6,11 +6,11 @@ safe beside ``knn_query`` on another thread. So the vectors of an index
 are never updated: a new index is built from the factors in a background
 thread (hnswlib releases the GIL while it builds) and swapped in when
 complete; ranking scores the candidates with the current factors. Items
-added since the build are inserted into the current index by its owner,
-between its own queries, a few milliseconds per batch, and scored apart
-until then (``models/ranking.py``). A build takes a core while it runs
-(10 s at 100k items, minutes at 1M), so builds are spaced to use at most
-a quarter of one on average (``DUTY``).
+added since the build are inserted into the current index by a second
+background thread, a few at a time under a lock that queries take too
+(``BackgroundIndex``), and scored apart until then (``models/ranking.py``).
+A build takes a core while it runs (10 s at 100k items, minutes at 1M),
+so builds are spaced to use at most a quarter of one on average (``DUTY``).
 
 The index searches inner product directly (hnswlib's ``ip`` space). The
 usual reduction of inner product to L2 (one extra coordinate
@@ -33,11 +33,11 @@ import hnswlib
 import numpy as np
 
 _CHUNK = 32768  # rows copied or inserted per step of a build
-_INSERT = 16  # new items inserted per step of ItemIndex.insert (each costs tens to hundreds of us)
+_INSERT = 4  # new items inserted per step of ItemIndex.insert (each costs tens to hundreds of us)
 _HEADROOM = 1.25  # capacity of a build over the items it indexes
-_INSERT_MAX_S = 0.02  # most seconds of inserts per poll (the base budget grows with the items outside)
-_INSERT_DUTY = 0.1  # most share of the owner's time spent inserting, between polls
-_BUILD_NICE = 10  # the build thread's niceness (Linux: per thread)
+_INSERT_HOLD_S = 0.001  # the inserter holds the index (queries wait) at most about this long at a time
+_INSERT_DUTY = 0.5  # most share of a core the inserter takes
+_BUILD_NICE = 10  # the background threads' niceness (Linux: per thread)
 DUTY = 0.25  # most share of a core the background builds take, on average
 
 
@@ -93,7 +93,8 @@ class ItemIndex:
 
         New items only: an insert is a normal step of HNSW construction and
         leaves the graph as good as a build would (updating a vector in
-        place is what degrades it). Call it from the thread that queries.
+        place is what degrades it). Never beside a query of this index
+        (:class:`BackgroundIndex` holds a lock for both).
         """
         deadline = time.perf_counter() + budget_s
         room = self._index.get_max_elements() - self.size
@@ -126,19 +127,23 @@ class BackgroundIndex:
     """The current :class:`ItemIndex`, new items inserted into it, and at most one rebuild in the background.
 
     The owner (one ranker) calls :meth:`poll` between batches: it swaps a
-    finished build in, inserts the items added since (within
-    ``insert_budget_s`` per 1,000 items outside, at most 20 ms and a tenth
-    of the time since the last poll; none while a build runs), and starts
+    finished build in, hands the inserter the newest factors, and starts
     a new build when the factors have moved on for ``rebuild_s`` or the
     index is full, once the last build has had its rest (``DUTY``).
-    Queries only ever see a complete index.
+    Queries (:meth:`query`) only ever see a complete index.
+
+    The inserter is a thread of its own (started with the first items
+    outside an index): it adds the items newer than the current index a
+    few at a time, holding a lock that :meth:`query` takes too, so a query
+    waits at most about ``_INSERT_HOLD_S``. hnswlib releases the GIL while
+    it inserts, so the owner goes on with its own work meanwhile; inserts
+    cost 100-300 us an item at 1M items, a sixth of the event path when
+    the owner did them itself. None run while a build runs: the index the
+    build swaps in would not hold them.
     """
 
-    def __init__(
-        self, m: int, ef_construction: int, ef: int, rebuild_s: float, seed: int, insert_budget_s: float = 0.003
-    ) -> None:
+    def __init__(self, m: int, ef_construction: int, ef: int, rebuild_s: float, seed: int) -> None:
         self.m, self.ef_construction, self.ef, self.rebuild_s, self.seed = m, ef_construction, ef, rebuild_s, seed
-        self.insert_budget_s = insert_budget_s
         self.current: ItemIndex | None = None
         self.builds = 0
         self.building_since: float | None = None
@@ -146,36 +151,60 @@ class BackgroundIndex:
         self._result: ItemIndex | None = None
         self._started_at = 0.0
         self._finished_at = -float("inf")
-        self._polled_at = time.monotonic()
+        self._lock = threading.Lock()  # the current index: one query or one insert step at a time
+        self._factors: np.ndarray | None = None  # the newest factors, for the inserter
+        self._wake = threading.Event()
+        self._inserter: threading.Thread | None = None
 
     @property
     def building(self) -> bool:
         return self._thread is not None
 
+    def query(self, vectors: np.ndarray, k: int) -> np.ndarray:
+        """:meth:`ItemIndex.query` of the current index (never one an insert is changing)."""
+        with self._lock:
+            assert self.current is not None
+            return self.current.query(vectors, k)
+
     def poll(self, factors: np.ndarray, changed: bool) -> bool:
-        """Swap in a finished build, insert new items, start the next build if due. True when one was swapped in."""
+        """Swap in a finished build, hand the inserter ``factors``, start the next build if due. True when swapped."""
         swapped = False
         if self._thread is not None and not self._thread.is_alive():
             self._thread = None
             self.building_since = None
             self._finished_at = time.monotonic()
             if self._result is not None:
-                self.current, self._result = self._result, None
+                with self._lock:
+                    self.current, self._result = self._result, None
                 self.builds += 1
                 swapped = True
-        now = time.monotonic()
-        since, self._polled_at = now - self._polled_at, now
-        outside = factors.shape[0] - self.current.size if self.current is not None else 0
-        if self.current is not None and outside > 0 and self._thread is None:
-            # Until inserted, an item outside is scored apart for the lists that need the index:
-            # with many outside (a growing catalogue), inserting them costs less. Not while a
-            # build runs: the index it swaps in would not hold them. At most _INSERT_DUTY of the
-            # time since the last poll (polls come every few ms at low rates).
-            budget = min(self.insert_budget_s * max(1.0, outside / 1000), _INSERT_MAX_S, _INSERT_DUTY * since)
-            self.current.insert(factors, budget)
+        self._factors = factors
+        if self.current is not None and factors.shape[0] > self.current.size and self._thread is None:
+            if self._inserter is None:
+                self._inserter = threading.Thread(target=self._insert_loop, name="freshrec-index-insert", daemon=True)
+                self._inserter.start()
+            self._wake.set()
         if self._thread is None and self._due(factors.shape[0], changed):
             self._start(factors)
         return swapped
+
+    def _insert_loop(self) -> None:
+        """The inserter: wait to be woken, then insert what is outside the current index, a step at a time."""
+        _nice()
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            while self._thread is None:  # none while a build runs
+                with self._lock:
+                    index, factors = self.current, self._factors
+                    if index is None or factors is None:
+                        break
+                    t0 = time.perf_counter()
+                    added = index.insert(factors, _INSERT_HOLD_S)
+                    spent = time.perf_counter() - t0
+                if not added:
+                    break  # all in, or the index is full (a build is due)
+                time.sleep(spent * (1 / _INSERT_DUTY - 1))
 
     def _due(self, n: int, changed: bool) -> bool:
         if self.current is None:
@@ -191,9 +220,7 @@ class BackgroundIndex:
         self.building_since = self._started_at
 
         def run() -> None:
-            # Linux schedules threads as tasks: a nice build thread yields the CPU to the event path.
-            with contextlib.suppress(OSError, AttributeError):
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _BUILD_NICE)
+            _nice()
             self._result = ItemIndex.build(factors, self.m, self.ef_construction, self.ef, self.seed)
 
         self._thread = threading.Thread(target=run, name="freshrec-index-build", daemon=True)
@@ -203,3 +230,9 @@ class BackgroundIndex:
         """Block until a running build has finished (tests and benchmarks); then :meth:`poll` swaps it in."""
         if self._thread is not None:
             self._thread.join()
+
+
+def _nice() -> None:
+    """Lower this thread's CPU priority: Linux schedules threads as tasks, so it yields to the event path."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _BUILD_NICE)

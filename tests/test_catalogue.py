@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from models import ModelConfig, Recommender
 from models.ids import item_key
-from models.index import ItemIndex
+from models.index import BackgroundIndex, ItemIndex
 from operators.synthetic import SyntheticConfig, synthetic_events
 
 
@@ -102,6 +103,27 @@ def test_every_candidate_source_reaches_the_final_lists() -> None:
     for sources in m.ranker.sources(views):  # each user's best "candidates" of the items outside the index
         assert len(sources["fresh"]) == min(cfg.candidates, len(s) - indexed)
         assert min(sources["fresh"]) >= indexed
+
+
+def test_new_items_are_inserted_in_the_background_while_queries_go_on() -> None:
+    rng = np.random.default_rng(0)
+    factors = rng.normal(size=(1800, 16)).astype(np.float32)
+    index = BackgroundIndex(m=16, ef_construction=100, ef=64, rebuild_s=1e9, seed=0)
+    index.poll(factors[:1000], changed=False)  # the first build
+    index.wait()
+    index.poll(factors[:1000], changed=False)
+    assert index.current is not None and index.current.size == 1000
+    index.poll(factors, changed=False)  # 800 new items: the inserter's, not a rebuild's
+    assert not index.building
+    deadline = time.monotonic() + 60
+    queries = 0
+    while index.current.size < 1800 and time.monotonic() < deadline:
+        assert index.query(factors[-50:], 10).shape == (50, 10)  # beside the inserts, under the same lock
+        queries += 1
+    assert index.current.size == 1800 and queries > 0
+    exact = np.argsort(-(factors[-200:] @ factors.T), axis=1)[:, :10]
+    found = index.query(factors[-200:], 30)
+    assert np.mean([len(set(f.tolist()) & set(e.tolist())) / 10 for f, e in zip(found, exact)]) >= 0.9
 
 
 @pytest.mark.parametrize("items", [300, 1500])
