@@ -62,24 +62,43 @@ class ItemLearner:
         self.learn_one(li.item, li.name, li.weight, li.ts, li.recent)
 
     def learn_batch(self, batch: LearnBatch) -> None:
-        """Learn every event of a batch, in order."""
-        learn_one = self.learn_one
-        for key, name, weight, ts, recent in zip(
-            batch.keys.tolist(), batch.names, batch.weights.tolist(), batch.ts.tolist(), batch.recent
+        """Learn every event of a batch, in order (as :meth:`learn_one` would, one event after another).
+
+        The batch's new items are added first and its histories looked up
+        in one vectorised call: at 1M items, twenty dict reads per event
+        were a tenth of learning (each a cache miss). An item first seen
+        later in the batch is still unknown to the events before it.
+        """
+        s = self.state
+        n = len(s)
+        add = s.add
+        items = [add(key, name) for key, name in zip(batch.keys.tolist(), batch.names)]
+        # Items known at each event: those before the batch, and the batch's up to the event's own.
+        known = np.maximum.accumulate(np.maximum(np.array(items, dtype=np.int64) + 1, n))
+        history = s.dense(batch.recent.ravel()).reshape(batch.recent.shape)
+        history[history >= known[:, None]] = -1
+        learn = self._learn
+        for i, weight, ts, row, n_items in zip(
+            items, batch.weights.tolist(), batch.ts.tolist(), history, known.tolist()
         ):
-            learn_one(key, name, weight, ts, recent)
+            learn(i, weight, ts, row, n_items)
 
     def learn_one(self, key: int, name: str, weight: float, ts: float, recent: np.ndarray) -> None:
         """Learn one event: item ``key`` (id ``name``) of ``weight`` at ``ts``, after the user's ``recent`` items."""
-        s, c = self.state, self.config
+        s = self.state
         i = s.add(key, name)
         get = s.keys.get
         history = np.array([-1 if k < 0 else get(k, -1) for k in recent.tolist()])
+        self._learn(i, weight, ts, history, len(s))
+
+    def _learn(self, i: int, weight: float, ts: float, history: np.ndarray, n_items: int) -> None:
+        """Learn item ``i`` after the dense ``history`` (-1: empty or unknown), ``n_items`` items known."""
+        s, c = self.state, self.config
         window = tuple(history[-c.window :].tolist())
         s.cooc.learn([j for j in window if j >= 0], i, weight)
         s.pop.learn(i, weight, ts)
         s.trend.learn(i, weight, ts)
-        negatives = self._sample_negatives(len(s))
+        negatives = self._sample_negatives(n_items)
         s.mf.learn(history, i, weight, negatives)
         self._pool[self.n_events % c.negative_pool] = i
         self.n_events += 1

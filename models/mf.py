@@ -213,7 +213,7 @@ class HistoryMF:
                 learn_one(0, neg, 0.0)
         if m:
             step = w[:, None] * (self._user[0] - start)
-            if np.unique(rows).shape[0] == m:
+            if len(set(rows.tolist())) == m:
                 self.history_factors.data[rows] += step
             else:  # an item twice in the history: add.at sums both shares
                 np.add.at(self.history_factors.data, rows, step)

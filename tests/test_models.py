@@ -17,7 +17,7 @@ from models.items import Replica
 from models.learner import ItemLearner
 from models.mf import user_vectors
 from models.popularity import DecayedPopularity
-from models.users import UserTable
+from models.users import LearnBatch, UserTable
 from operators.synthetic import SyntheticConfig, synthetic_events
 
 
@@ -184,6 +184,39 @@ def test_popularity_top_from_the_leaders_equals_a_full_pass(events: list, n: int
             assert pop.top(n)[0] == 0
         finally:
             popularity._LEADERS = kept
+
+
+@pytest.mark.parametrize("sampling", ["popular", "uniform"])
+def test_a_batch_is_learned_as_its_events_one_by_one(sampling: str) -> None:
+    # learn_batch adds the batch's items first and looks the histories up at once; an item new
+    # in the batch must stay unknown to the events before it, and negatives come from the
+    # items known at each event, so both paths give the same state to the bit.
+    cfg = ModelConfig(seed=3, negative_sampling=sampling, negatives=2)
+    events = stream(6000, users=300, items=2000)
+    one_users, one = UserTable(cfg), ItemLearner(cfg)
+    for e in events:
+        one.learn(one_users.learn(e))
+    batch_users, batched = UserTable(cfg), ItemLearner(cfg)
+    for start in range(0, len(events), 37):
+        inputs = [batch_users.learn(e) for e in events[start : start + 37]]
+        batched.learn_batch(LearnBatch.of(inputs, cfg.history))
+    a, b = one.state, batched.state
+    assert a.names == b.names
+    assert np.array_equal(a.mf.item_factors, b.mf.item_factors)
+    assert np.array_equal(a.mf.history_factors.matrix, b.mf.history_factors.matrix)
+    assert np.array_equal(a.pop.raw(), b.pop.raw())
+    assert [(r.idx[: r.n].tolist(), r.val[: r.n].tolist()) for r in a.cooc.rows] == [
+        (r.idx[: r.n].tolist(), r.val[: r.n].tolist()) for r in b.cooc.rows
+    ]
+    # A history that names an item the batch adds only later: unknown to the event before it.
+    keys = np.array([item_key("new-a"), item_key("new-b")])
+    recent = np.full((2, cfg.history), -1, dtype=np.int64)
+    recent[0, -1], recent[1, -1] = keys[1], keys[0]
+    made = LearnBatch(keys, ["new-a", "new-b"], np.ones(2), np.zeros(2), recent)
+    batched.learn_batch(made)
+    for k in range(2):
+        one.learn_one(int(keys[k]), made.names[k], 1.0, 0.0, recent[k])
+    assert np.array_equal(a.mf.history_factors.matrix, b.mf.history_factors.matrix)
 
 
 def test_a_replica_fed_deltas_equals_the_master() -> None:
