@@ -37,6 +37,7 @@ from state.redis_store import ListWrite
 
 HIT_K = 10  # the live metric is hit-rate@10
 _CATCH_UP_S = 0.25  # next refresh tick while similar-items lists are pending
+_BEHIND_S = 0.05  # events this old when ranked: the worker is behind, and similar-items lists wait
 _HIT_WINDOW = 10_000
 _SETTLE = 4096  # provisional users ranked again per tick at most
 _REFRESH_TAKE = 2048  # similar-items lists a refresh takes from the pending ones at most (it stops at its budget)
@@ -61,7 +62,10 @@ class ServeConfig:
         Most seconds of similar-items work per timer tick: the lists of
         changed items are refreshed in blocks until the budget is spent,
         and the rest follow on ticks ``_CATCH_UP_S`` apart, so a refresh
-        never stalls the event path for long.
+        never stalls the event path for long. While the worker is behind
+        (the newest event of the last batch ranked was over ``_BEHIND_S``
+        old), only one block per ``refresh_s`` is refreshed: user lists
+        come first.
     """
 
     k: int = 20
@@ -130,6 +134,7 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
         self._pending: dict[int, None] = {}  # items (dense) whose similar-items lists are due, oldest first
         self._popular_due = False
         self._next_refresh = datetime.now(UTC) + timedelta(seconds=serve.refresh_s)
+        self._behind = False  # the last batch ranked had waited over _BEHIND_S
 
     @metrics.timed("rank", "on_batch")
     def on_batch(self, values: list[RankBatch | Broadcast]) -> tuple[list[ListWrite], bool]:
@@ -284,6 +289,9 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
                 mark = n if short else -1  # settled once learned (-1), or once learned and grown (n)
                 self._provisional[item.view.row] = (seq or self._learned, mark, item._replace(source_ts=()))
         now = time.time()
+        if seq is not None and kind == "event":
+            newest = max((max(item.source_ts) for item in items if item.source_ts), default=now)
+            self._behind = now - newest > _BEHIND_S
         users = [item.view.user for item in items]
         self._lists.record_each(rows, users, ranked, [item.event_ts for item in items])
         writes = []
@@ -301,9 +309,10 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
             self.book.file.check()  # a changed rules file applies to the lists ranked from now on
         writes = []
         if self.ranker.ready:
-            writes = self._side_changes() + self.refresh_lists() + self._settle()
+            budget = 0.0 if self._behind else self.serve.refresh_budget_s  # behind: one block
+            writes = self._side_changes() + self.refresh_lists(budget=budget) + self._settle()
             self._maintain()
-        wait = _CATCH_UP_S if self._pending else self.serve.refresh_s
+        wait = _CATCH_UP_S if self._pending and not self._behind else self.serve.refresh_s
         self._next_refresh = datetime.now(UTC) + timedelta(seconds=wait)
         return writes, StatefulBatchLogic.RETAIN
 
@@ -317,7 +326,7 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
     def notify_at(self) -> datetime:
         return self._next_refresh
 
-    def refresh_lists(self, similar: bool = True) -> list[ListWrite]:
+    def refresh_lists(self, similar: bool = True, budget: float | None = None) -> list[ListWrite]:
         """The popular list (worker 0), then similar-items lists of changed items within the time budget.
 
         Oldest changes first; items changed again while waiting keep their place.
@@ -332,7 +341,7 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
         self._popular_due = False
         if not self._pending or not similar:
             return writes
-        deadline = time.perf_counter() + s.refresh_budget_s
+        deadline = time.perf_counter() + (s.refresh_budget_s if budget is None else budget)
         names = state.names
         # At most _REFRESH_TAKE of them: at 1M items hundreds of thousands wait, and
         # copying them all at every tick took a third of the worker at 1,000 events/s.
