@@ -100,8 +100,9 @@ class ItemDelta(NamedTuple):
     keys: np.ndarray
     names: list[str]
     events: Events
-    rows: np.ndarray  # dense indexes whose factors changed
+    rows: np.ndarray  # dense indexes whose item factors changed (the positives and negatives learned)
     item_rows: np.ndarray
+    history: np.ndarray  # dense indexes whose history factors changed (the users' recent items)
     history_rows: np.ndarray
     active: np.ndarray
 
@@ -142,4 +143,5 @@ class Replica:
         s.replay(delta.events)
         if delta.rows.size:
             s.mf.items.data[delta.rows] = delta.item_rows
-            s.mf.history_factors.data[delta.rows] = delta.history_rows
+        if delta.history.size:
+            s.mf.history_factors.data[delta.history] = delta.history_rows

@@ -47,14 +47,18 @@ class ItemLearner:
         self._rng = np.random.default_rng(c.seed)
         self._draws: list[float] = []  # uniform [0, 1) draws for negative sampling
         self._draw_at = 0
-        # Since the last delta: the first new item, learned events, changed factor rows.
+        # Since the last delta: the first new item, learned events, changed item and history factor rows.
         self._first = 0
         self._events: list[tuple[int, float, float, tuple[int, ...]]] = []
         self._rows: set[int] = set()
-        # Since the last checkpoint (state/journal.py): the first new item,
-        # rows whose factors or popularity changed (co-occurrence logs its adds).
+        self._history: set[int] = set()
+        # Since the last checkpoint (state/journal.py): the first new item, rows whose item
+        # factors, history factors or popularity changed (co-occurrence logs its adds).
+        # An event changes the item factors of its positive and negatives only, and the
+        # history factors of the user's recent items only: two sets, half the bytes of one.
         self._j_first = 0
-        self._j_factors: set[int] = set()
+        self._j_items: set[int] = set()
+        self._j_history: set[int] = set()
         self._j_pop: set[int] = set()
 
     def learn(self, li: LearnInput) -> None:
@@ -103,9 +107,11 @@ class ItemLearner:
         self._pool[self.n_events % c.negative_pool] = i
         self.n_events += 1
         self._events.append((i, weight, ts, window))
-        changed = [i, *negatives, *history[history >= 0].tolist()]
-        self._rows.update(changed)
-        self._j_factors.update(changed)
+        learned, recent = [i, *negatives], history[history >= 0].tolist()
+        self._rows.update(learned)
+        self._history.update(recent)
+        self._j_items.update(learned)
+        self._j_history.update(recent)
         self._j_pop.add(i)
 
     def list_items(self, keys: list[int], names: list[str]) -> int:
@@ -114,7 +120,8 @@ class ItemLearner:
         n = len(s)
         for key, name in zip(keys, names):
             s.add(key, name)
-        self._j_factors.update(range(n, len(s)))
+        self._j_items.update(range(n, len(s)))
+        self._j_history.update(range(n, len(s)))
         return len(s) - n
 
     def _sample_negatives(self, n_items: int) -> list[int]:
@@ -140,14 +147,13 @@ class ItemLearner:
         s = self.state
         self.seq += 1
         events = Events.of(self._events, self.config.window)
-        rows = np.fromiter(self._rows, dtype=np.int64, count=len(self._rows))
-        rows.sort()
+        rows, history = _sorted(self._rows), _sorted(self._history)
         first, n = self._first, len(s)
         if shared:
             item_rows = history_rows = np.zeros((0, s.mf.n_factors), dtype=np.float32)
         else:
             item_rows = s.mf.items.data[rows]
-            history_rows = s.mf.history_factors.data[rows]
+            history_rows = s.mf.history_factors.data[history]
         delta = ItemDelta(
             self.seq,
             None,
@@ -158,10 +164,11 @@ class ItemLearner:
             events,
             rows,
             item_rows,
+            history,
             history_rows,
             np.unique(events.item),
         )
-        self._first, self._events, self._rows = n, [], set()
+        self._first, self._events, self._rows, self._history = n, [], set(), set()
         return delta
 
     def base_delta(self) -> ItemDelta:
@@ -171,7 +178,7 @@ class ItemLearner:
         empty = Events.of([], self.config.window)
         none = np.zeros(0, dtype=np.int64)
         rows = np.zeros((0, s.mf.n_factors), dtype=np.float32)
-        return ItemDelta(self.seq, s, True, 0, none, [], empty, none, rows, rows, np.arange(len(s)))
+        return ItemDelta(self.seq, s, True, 0, none, [], empty, none, rows, none, rows, np.arange(len(s)))
 
     # ------------------------------------------------ journal (state/journal.py)
 
@@ -189,10 +196,11 @@ class ItemLearner:
         s = self.state
         n = len(s)
         first, self._j_first = self._j_first, n
-        factors, pop = _sorted(self._j_factors), _sorted(self._j_pop)
-        self._j_factors, self._j_pop = set(), set()
+        items, history, pop = _sorted(self._j_items), _sorted(self._j_history), _sorted(self._j_pop)
+        self._j_items, self._j_history, self._j_pop = set(), set(), set()
         out = {"first": np.array(first), "keys": s.keys.view()[first:n].copy(), **_names(s.names[first:n])}
-        out.update(self._factor_rows(factors))
+        out.update({"f/rows": items, "f/items": s.mf.items.data[items]})
+        out.update({"h/rows": history, "h/history": s.mf.history_factors.data[history]})
         out["co/row"], out["co/col"], out["co/w"] = s.cooc.take_log()
         out["pop/rows"] = pop
         out["pop/val"], out["trend/val"] = s.pop.raw()[pop], s.trend.raw()[pop]
@@ -268,8 +276,8 @@ class ItemLearner:
         self._rng.bit_generator.state = small["rng"]
         self._draws, self._draw_at = small["draws"], small["draw_at"]
         self._first = self._j_first = n
-        self._events, self._rows = [], set()
-        self._j_factors, self._j_pop = set(), set()
+        self._events, self._rows, self._history = [], set(), set()
+        self._j_items, self._j_history, self._j_pop = set(), set(), set()
         s.cooc.take_log()
 
     def _place_items(self, first: int, keys: np.ndarray, names: list[str]) -> None:
@@ -284,9 +292,13 @@ class ItemLearner:
         s.names[first:end] = names
 
     def _set_factors(self, a: dict[str, np.ndarray]) -> None:
+        """Factor rows of a slice, or of a delta (one written before item and history rows were apart has no h/)."""
         mf = self.state.mf
         mf.items.set_rows(a["f/rows"], a["f/items"])
-        mf.history_factors.set_rows(a["f/rows"], a["f/history"])
+        if "h/rows" in a:
+            mf.history_factors.set_rows(a["h/rows"], a["h/history"])
+        else:
+            mf.history_factors.set_rows(a["f/rows"], a["f/history"])
 
 
 def _sorted(rows: set[int]) -> np.ndarray:

@@ -15,6 +15,7 @@ from models.learner import ItemLearner
 from models.users import UserTable
 from operators.snapshots import Snapshots
 from operators.synthetic import SyntheticConfig, synthetic_events
+from state import journal as journal_module
 from state.journal import Journal, RecoveryMismatch, restore
 from state.recovery import RecoveryError
 
@@ -74,6 +75,38 @@ def test_learner_restores_exactly_and_goes_on_identically(tmp_path: Path) -> Non
     assert np.array_equal(learner.state.mf.item_factors, restored.state.mf.item_factors)
     assert np.array_equal(learner.state.mf.history_factors.matrix, restored.state.mf.history_factors.matrix)
     assert learner.n_events == restored.n_events == 30_000
+
+
+def test_a_journal_of_the_previous_version_restores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before 2026-12-06 segments were .npz files, and a delta held both factor matrices for one
+    # set of rows (f/rows, f/items, f/history). A recovery directory of that version restores.
+    stream = events(12_000)
+    users, learner = UserTable(CFG), ItemLearner(CFG, journaled=True)
+
+    def old_write(path: Path, arrays: dict[str, np.ndarray]) -> int:
+        if "d/h/rows" in arrays:
+            mf = learner.state.mf
+            rows = np.union1d(arrays.pop("d/f/rows"), arrays.pop("d/h/rows"))
+            del arrays["d/f/items"], arrays["d/h/history"]
+            arrays.update(
+                {"d/f/rows": rows, "d/f/items": mf.items.data[rows], "d/f/history": mf.history_factors.data[rows]}
+            )
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)  # type: ignore[arg-type]
+        return path.stat().st_size
+
+    monkeypatch.setattr(journal_module, "_write", old_write)
+    journal = Journal(tmp_path, "learner", {"workers": 1}, min_slice_bytes=20_000, max_slice_bytes=20_000, keep_s=0)
+    for n, e in enumerate(stream):
+        learner.learn(users.learn(e))
+        if n % 1499 == 0:
+            journal.checkpoint(learner)
+    manifest = journal.checkpoint(learner)
+    monkeypatch.undo()
+    restored, _ = restore(manifest, lambda: ItemLearner(CFG, journaled=True), {"workers": 1}, tmp_path)
+    assert isinstance(restored, ItemLearner)
+    assert np.array_equal(learner.state.mf.item_factors, restored.state.mf.item_factors)
+    assert np.array_equal(learner.state.mf.history_factors.matrix, restored.state.mf.history_factors.matrix)
 
 
 def test_a_snapshot_writes_what_changed_not_the_whole_state(tmp_path: Path) -> None:
