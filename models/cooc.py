@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from array import array
+
 import numpy as np
 
 from models.arrays import run_starts
@@ -106,8 +108,8 @@ class CoOccurrence:
         self.positions: list[float] = (start / start.sum()).tolist()  # scoring weight by age, 0: the last item
         self.credited = 0  # events that moved the position weights
         self.rows: list[_Row] = []
-        # The adds since the log was last taken (snapshots), as columns, when on.
-        self.log: tuple[list[int], list[int], list[float]] | None = None
+        # The adds since the log was last taken (snapshots), as columns of raw numbers, when on.
+        self.log: tuple[array, array, array] | None = None
 
     def _ensure(self, n: int) -> None:
         while len(self.rows) < n:
@@ -181,12 +183,18 @@ class CoOccurrence:
             self.log[1].append(col)
             self.log[2].append(w)
 
+    def start_log(self) -> None:
+        """Log every add from now on (snapshots replay them: :meth:`take_log`, :meth:`replay`)."""
+        self.log = (array("q"), array("q"), array("d"))
+
     def take_log(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The logged adds as arrays ``(row, col, w)``; the log starts over."""
-        rows, cols, ws = self.log or ([], [], [])
-        if self.log is not None:
-            self.log = ([], [], [])
-        return np.array(rows, dtype=np.int64), np.array(cols, dtype=np.int64), np.array(ws, dtype=np.float64)
+        if self.log is None:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, np.zeros(0)
+        rows, cols, ws = self.log
+        self.start_log()
+        return np.frombuffer(rows, np.int64), np.frombuffer(cols, np.int64), np.frombuffer(ws, np.float64)
 
     def replay(self, rows: np.ndarray, cols: np.ndarray, weights: np.ndarray) -> None:
         """Apply logged adds in order (a restore)."""

@@ -39,8 +39,9 @@ class ItemLearner:
     def __init__(self, config: ModelConfig, journaled: bool = False) -> None:
         self.config = c = config
         self.state = ItemState(c)
-        if journaled:  # snapshots replay co-occurrence from its log of adds (state/journal.py)
-            self.state.cooc.log = ([], [], [])
+        if journaled:  # snapshots replay co-occurrence and history factors from logs (state/journal.py)
+            self.state.cooc.start_log()
+            self.state.mf.start_log()
         self.n_events = 0
         self.seq = -1  # of the last delta taken
         self._pool = np.zeros(c.negative_pool, dtype=np.int64)
@@ -53,12 +54,11 @@ class ItemLearner:
         self._rows: set[int] = set()
         self._history: set[int] = set()
         # Since the last checkpoint (state/journal.py): the first new item, rows whose item
-        # factors, history factors or popularity changed (co-occurrence logs its adds).
-        # An event changes the item factors of its positive and negatives only, and the
-        # history factors of the user's recent items only: two sets, half the bytes of one.
+        # factors or popularity changed. An event changes the item factors of its positive and
+        # negatives; co-occurrence and the history factors of the user's recent items log
+        # their changes instead (a few hundred bytes an event, where the rows are kilobytes).
         self._j_first = 0
         self._j_items: set[int] = set()
-        self._j_history: set[int] = set()
         self._j_pop: set[int] = set()
 
     def learn(self, li: LearnInput) -> None:
@@ -111,7 +111,6 @@ class ItemLearner:
         self._rows.update(learned)
         self._history.update(recent)
         self._j_items.update(learned)
-        self._j_history.update(recent)
         self._j_pop.add(i)
 
     def list_items(self, keys: list[int], names: list[str]) -> int:
@@ -120,8 +119,6 @@ class ItemLearner:
         n = len(s)
         for key, name in zip(keys, names):
             s.add(key, name)
-        self._j_items.update(range(n, len(s)))
-        self._j_history.update(range(n, len(s)))
         return len(s) - n
 
     def _sample_negatives(self, n_items: int) -> list[int]:
@@ -196,11 +193,13 @@ class ItemLearner:
         s = self.state
         n = len(s)
         first, self._j_first = self._j_first, n
-        items, history, pop = _sorted(self._j_items), _sorted(self._j_history), _sorted(self._j_pop)
-        self._j_items, self._j_history, self._j_pop = set(), set(), set()
+        new = np.arange(first, n)  # their rows as drawn (and changed since): a restore does not redraw them
+        items, pop = np.union1d(_sorted(self._j_items), new), _sorted(self._j_pop)
+        self._j_items, self._j_pop = set(), set()
         out = {"first": np.array(first), "keys": s.keys.view()[first:n].copy(), **_names(s.names[first:n])}
         out.update({"f/rows": items, "f/items": s.mf.items.data[items]})
-        out.update({"h/rows": history, "h/history": s.mf.history_factors.data[history]})
+        out["h/n"], out["h/log"], out["h/change"] = s.mf.take_log()
+        out.update({"h/rows": new, "h/history": s.mf.history_factors.data[new]})
         out["co/row"], out["co/col"], out["co/w"] = s.cooc.take_log()
         out["pop/rows"] = pop
         out["pop/val"], out["trend/val"] = s.pop.raw()[pop], s.trend.raw()[pop]
@@ -240,6 +239,8 @@ class ItemLearner:
     def apply_delta(self, a: dict[str, np.ndarray], stale: Callable[[np.ndarray], np.ndarray]) -> None:
         s = self.state
         self._place_items(int(a["first"]), a["keys"], unstrings(a["name_len"], a["name"]))
+        if "h/n" in a:  # the changes first, then the rows of the items new in this delta as they were
+            s.mf.replay(a["h/n"], a["h/log"], a["h/change"], stale(a["h/log"]))
         self._set_factors(a)
         keep = ~stale(a["co/row"])  # adds to a row a later slice rewrites are in that slice
         s.cooc.replay(a["co/row"][keep], a["co/col"][keep], a["co/w"][keep])
@@ -277,8 +278,9 @@ class ItemLearner:
         self._draws, self._draw_at = small["draws"], small["draw_at"]
         self._first = self._j_first = n
         self._events, self._rows, self._history = [], set(), set()
-        self._j_items, self._j_history, self._j_pop = set(), set(), set()
+        self._j_items, self._j_pop = set(), set()
         s.cooc.take_log()
+        s.mf.take_log()
 
     def _place_items(self, first: int, keys: np.ndarray, names: list[str]) -> None:
         s = self.state
@@ -292,7 +294,7 @@ class ItemLearner:
         s.names[first:end] = names
 
     def _set_factors(self, a: dict[str, np.ndarray]) -> None:
-        """Factor rows of a slice, or of a delta (one written before item and history rows were apart has no h/)."""
+        """Factor rows of a slice, or of a delta (one written before the history log has no h/: f/ rows hold both)."""
         mf = self.state.mf
         mf.items.set_rows(a["f/rows"], a["f/items"])
         if "h/rows" in a:

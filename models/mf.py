@@ -19,6 +19,7 @@ items it was built from.
 from __future__ import annotations
 
 import math
+from array import array
 from typing import Any
 
 import numpy as np
@@ -72,10 +73,13 @@ class Factors:
     def set_rows(self, rows: np.ndarray, values: np.ndarray) -> None:
         """Restore: rows from a snapshot (the buffer grows as needed; :meth:`restore` completes it)."""
         if rows.size:
-            n = int(rows.max()) + 1
-            if n > self.data.shape[0]:
-                self.data = grow(self.data, n)
+            self.reserve(int(rows.max()) + 1)
             self.data[rows] = values
+
+    def reserve(self, n: int) -> None:
+        """Restore: room for ``n`` rows (new ones zero until set)."""
+        if n > self.data.shape[0]:
+            self.data = grow(self.data, n)
 
     def restore(self, meta: dict[str, Any]) -> None:
         """Restore: the capacity and spare rows of the snapshot's buffer, around the rows already set."""
@@ -166,6 +170,9 @@ class HistoryMF:
             (self.weights[-m:] / self.weights[-m:].sum()).astype(np.float32) for m in range(1, history + 1)
         ]
         self._user = np.zeros((1, n_factors), dtype=np.float32)  # River's one user: the current user vector
+        # The history updates since the log was last taken (snapshots), when on: per event the
+        # number of rows, the rows, and the change of the user vector they share (start_log).
+        self.log: tuple[array, array, array] | None = None
         self._river = reco.FunkMF(n_factors=n_factors, optimizer=optim.SGD(lr), loss=WeightedLog(), l2=l2, seed=seed)
         self._link()
 
@@ -212,8 +219,50 @@ class HistoryMF:
             if neg != item:
                 learn_one(0, neg, 0.0)
         if m:
-            step = w[:, None] * (self._user[0] - start)
-            if len(set(rows.tolist())) == m:
-                self.history_factors.data[rows] += step
-            else:  # an item twice in the history: add.at sums both shares
-                np.add.at(self.history_factors.data, rows, step)
+            change = self._user[0] - start
+            self._add_history(rows, w[:, None] * change)
+            if self.log is not None:
+                self.log[0].append(m)
+                self.log[1].frombytes(rows.astype(np.int64, copy=False).tobytes())
+                self.log[2].frombytes(change.tobytes())
+
+    def _add_history(self, rows: np.ndarray, step: np.ndarray) -> None:
+        if len(set(rows.tolist())) == rows.shape[0]:
+            self.history_factors.data[rows] += step
+        else:  # an item twice in the history: add.at sums both shares
+            np.add.at(self.history_factors.data, rows, step)
+
+    # ------------------------------------------------ snapshots (state/journal.py)
+
+    def start_log(self) -> None:
+        """Log every change of the history factors from now on (:meth:`take_log`, :meth:`replay`).
+
+        A change is one vector per event, shared by its rows with fixed
+        weights, so the log of an event is a few hundred bytes where its
+        changed rows are 2.5 KB: a snapshot of a 1M-item model writes what
+        happened, not every row it touched.
+        """
+        self.log = (array("q"), array("q"), array("f"))
+
+    def take_log(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The logged changes ``(rows per event, rows, change per event)``; the log starts over."""
+        if self.log is None:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, self.n_factors), np.float32)
+        counts, rows, change = self.log
+        self.start_log()
+        return (
+            np.frombuffer(counts, np.int64),
+            np.frombuffer(rows, np.int64),
+            np.frombuffer(change, np.float32).reshape(-1, self.n_factors),
+        )
+
+    def replay(self, counts: np.ndarray, rows: np.ndarray, change: np.ndarray, skip: np.ndarray) -> None:
+        """Apply logged changes in order (a restore), but not to the rows ``skip`` marks; the same floats to the bit."""
+        if rows.size:
+            self.history_factors.reserve(int(rows.max()) + 1)
+        at = 0
+        for e, m in enumerate(counts.tolist()):
+            keep = ~skip[at : at + m]
+            step = self._norm[m][:, None] * change[e]
+            self._add_history(rows[at : at + m][keep], step[keep])
+            at += m
