@@ -81,7 +81,10 @@ class _PartitionReader(StatefulSourcePartition[Message, int | None]):
     def __init__(self, config: dict[str, Any], topic: str, partition: int, resume: int | None, max_records: int):
         self._tp = TopicPartition(topic, partition)
         config = {"client_id": f"freshrec-{topic}-{partition}", **config}  # broker logs and quotas tell readers apart
-        self._consumer = KafkaConsumer(enable_auto_commit=False, group_id=None, **config)
+        # A recovered offset that retention has deleted since resumes at the
+        # oldest record kept (kafka-python's default, the newest, would skip
+        # all of them), with a warning from _check_retention.
+        self._consumer = KafkaConsumer(enable_auto_commit=False, group_id=None, auto_offset_reset="earliest", **config)
         self._consumer.assign([self._tp])
         if resume is None:
             self._consumer.seek_to_beginning(self._tp)
@@ -92,9 +95,29 @@ class _PartitionReader(StatefulSourcePartition[Message, int | None]):
         self._lag = metrics.LAG.labels(str(partition))
         self._lag_at = 0.0
         self._brokers = ",".join(config["bootstrap_servers"])
+        self._check_retention()
         self._outage_since: float | None = None
         self._connected = False  # no outage before the first connection
         self._awake: datetime | None = None
+
+    def _check_retention(self) -> None:
+        """Log one warning when the recovered offset is older than the oldest record the broker still keeps."""
+        if self._next is None or not _reachable(self._brokers.split(",")):
+            return
+        try:
+            oldest = self._consumer.beginning_offsets([self._tp])[self._tp]
+        except KafkaError:  # an outage: next_batch reports it
+            return
+        if oldest > self._next:
+            log.warning(
+                "%s[%d]: the recovered offset %d was deleted by the topic's retention; resuming at %d, "
+                "%d events were never read (raise retention.ms above the longest outage you want to survive)",
+                self._tp.topic,
+                self._tp.partition,
+                self._next,
+                oldest,
+                oldest - self._next,
+            )
 
     @metrics.timed("input", "next_batch")
     def next_batch(self) -> list[Message]:

@@ -173,3 +173,40 @@ def test_broker_restart_is_survived(own_service, start_flow, services, names, re
     wait_for(lambda: flow.metric("freshrec_outage", {"service": "kafka"}) == 0, timeout=15)
     log = flow.output()
     assert log.count("Kafka at") == 2, log  # "unreachable" once, "is back" once
+
+
+def test_a_resume_offset_deleted_by_retention_resumes_at_the_oldest_kept(start_flow, services, names, tmp_path) -> None:
+    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+    brokers = services["FRESHREC_KAFKA"]
+    args = ["--recovery-dir", str(tmp_path / "recovery"), "--snapshot-interval-s", "0.5"]
+    first = start_flow(*args)
+    burst = Steady(brokers, names["topic"], 2000, 20_000.0)
+    burst.run()
+    assert burst.error is None, burst.error
+    wait_for(lambda: first.metric("freshrec_model_events") == 2000, timeout=60)
+    time.sleep(1.5)  # a snapshot after the last event
+    assert first.stop(signal.SIGTERM) == 0, first.output()
+
+    # While the flow is down, 1,000 events come and retention deletes them; 500 more come after.
+    producer = KafkaProducer(bootstrap_servers=brokers, linger_ms=5)
+    for n in range(2000, 3000):
+        producer.send(names["topic"], key=event(n)["user"].encode(), value=orjson.dumps(event(n)))
+    producer.flush()
+    consumer = KafkaConsumer(bootstrap_servers=brokers)
+    parts = [TopicPartition(names["topic"], p) for p in consumer.partitions_for_topic(names["topic"])]
+    admin = KafkaAdminClient(bootstrap_servers=brokers)
+    admin.delete_records(consumer.end_offsets(parts))
+    for n in range(3000, 3500):
+        producer.send(names["topic"], key=event(n)["user"].encode(), value=orjson.dumps(event(n)))
+    producer.flush()
+    producer.close()
+    consumer.close()
+    admin.close()
+
+    second = start_flow(*args)
+    # The 500 kept are read (a reset to the newest offset would skip them too), the 1,000 deleted are not.
+    wait_for(lambda: second.metric("freshrec_model_events") == 2500, timeout=60)
+    time.sleep(1.0)
+    assert second.metric("freshrec_model_events") == 2500
+    assert "deleted by the topic's retention" in second.output(), second.output()
