@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import orjson
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +265,7 @@ _ALIGN = 64  # every array starts at a multiple of this many bytes
 def _write(path: Path, arrays: Arrays) -> int:
     """Write a segment atomically (temporary file, fsync, rename); its size in bytes.
 
-    The layout: a magic line, the length of a pickled header, the header
+    The layout: a magic line, the length of a JSON header, the header
     (each array's name, dtype, shape, offset and byte count), then the
     arrays' bytes, each at a multiple of ``_ALIGN``, written from the
     arrays' own memory. An ``.npz`` (what segments were before) copied
@@ -276,7 +277,7 @@ def _write(path: Path, arrays: Arrays) -> int:
     for name, a in zip(arrays, parts):
         fields.append((name, a.dtype.str, a.shape, at, a.nbytes))
         at += -(-a.nbytes // _ALIGN) * _ALIGN
-    header = pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL)
+    header = orjson.dumps(fields)  # JSON, not pickle: reading a segment runs no code from it
     head = _MAGIC + len(header).to_bytes(8, "little") + header
     head += bytes(-len(head) % _ALIGN)
     tmp = path.with_suffix(".tmp")
@@ -303,7 +304,7 @@ def _read(path: Path) -> Arrays:
     if data[: len(_MAGIC)] != _MAGIC:
         raise RecoveryMismatch(f"segment {path} is not a freshrec journal segment")
     size = int.from_bytes(data[len(_MAGIC) : head], "little")
-    fields = pickle.loads(data[head : head + size])
+    fields = orjson.loads(bytes(data[head : head + size]))
     base = head + size + (-(head + size) % _ALIGN)
     out = {}
     for name, dtype, shape, at, nbytes in fields:
@@ -311,5 +312,5 @@ def _read(path: Path) -> Arrays:
             raise RecoveryMismatch(f"segment {path} is {len(data)} bytes, shorter than its header says: damaged")
         t = np.dtype(dtype)
         flat = np.frombuffer(data, t, nbytes // t.itemsize, base + at) if nbytes else np.zeros(0, t)
-        out[name] = flat.reshape(shape)
+        out[name] = flat.reshape(tuple(shape))
     return out
