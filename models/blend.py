@@ -84,11 +84,7 @@ class Blend:
         else:
             score = np.zeros((vectors.shape[0], factors.shape[0]), dtype=np.float32)
         if popularity:
-            for counts, w in ((s.pop, c.w_pop), (s.trend, c.w_trend)):
-                peak = counts.peak()
-                if w and peak > 0:
-                    raw = counts.raw() if items is None else counts.raw()[items]
-                    score += (raw * (w / (peak * unit))).astype(np.float32)
+            score += self.popularity(items)
         if profiles is not None:
             content = self.content.scores(profiles, len(s), items)
             content *= np.float32(c.w_content / unit)
@@ -107,13 +103,22 @@ class Blend:
         else:
             score = np.zeros(item.shape[0], dtype=np.float32)
         if popularity:
-            for counts, w in ((s.pop, c.w_pop), (s.trend, c.w_trend)):
-                peak = counts.peak()
-                if w and peak > 0:
-                    score += (counts.raw()[item] * (w / (peak * unit))).astype(np.float32)
+            score += self.popularity(item)
         if profiles is not None:
             score += self.content.pair_scores(profiles, user, item) * np.float32(c.w_content / unit)
         return score
+
+    def popularity(self, items: np.ndarray | None) -> np.ndarray:
+        """The popularity and trend terms of ``items`` (None: every item), float32 (0: both weights 0)."""
+        s, c = self.state, self.config
+        unit = self.unit()[1]
+        out = np.zeros(s.mf.item_factors.shape[0] if items is None else items.shape[0], dtype=np.float32)
+        for counts, w in ((s.pop, c.w_pop), (s.trend, c.w_trend)):
+            peak = counts.peak()
+            if w and peak > 0:
+                raw = counts.raw() if items is None else counts.raw()[items]
+                out += (raw * (w / (peak * unit))).astype(np.float32)
+        return out
 
     def named_many(self, tops: list[np.ndarray], scores: np.ndarray) -> list[Ranked]:
         """:meth:`named` of many lists at once: ``scores`` holds theirs, concatenated."""

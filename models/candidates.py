@@ -121,13 +121,8 @@ class Candidates:
         the bound is as current as they are.)
         """
         s, c = self.state, self.config
-        half, unit = self.blend.unit()
-        users = b.vectors.shape[0]
-        if half > 0:
-            norm = np.sqrt(np.einsum("uf,uf->u", b.vectors, b.vectors, dtype=np.float64))
-            out = np.tanh(0.5 * norm * self._factor_norm())
-        else:
-            out = np.zeros(users)
+        unit = self.blend.unit()[1]
+        out = self.mf_reach(b)
         if popularity:
             popular, trending, _ = self.shared()
             for counts, w, top in ((s.pop, c.w_pop, popular), (s.trend, c.w_trend, trending)):
@@ -136,6 +131,14 @@ class Candidates:
                     out += w * float(counts.raw()[top[-1]]) / (peak * unit)
         if b.profiles is not None:
             out += c.w_content / unit
+        return out
+
+    def mf_reach(self, b: Block) -> np.ndarray:
+        """For each user, a bound of the MF term's size over every item: ``tanh(|p| max|q| / 2)`` (0: no MF term)."""
+        if self.blend.unit()[0] <= 0:
+            return np.zeros(b.vectors.shape[0])
+        norm = np.sqrt(np.einsum("uf,uf->u", b.vectors, b.vectors, dtype=np.float64))
+        out: np.ndarray = np.tanh(0.5 * norm * self._factor_norm())
         return out
 
     def moved(self, rows: np.ndarray) -> None:

@@ -220,7 +220,7 @@ class CoOccurrence:
         -1 in empty slots. Each row is normalised to sum to one, so a
         popular source item does not drown the others, and the item
         ``age`` places back weighs ``recency ** age``. ``exclude`` is a pair
-        of arrays ``(user, item)``: those items score zero for those users.
+        of arrays ``(user, item)``: those entries are left out.
 
         Returns ``(user, item, value, peak)``: the entries reached, one per
         ``(user, item)`` pair, sorted by user, and each user's largest value
@@ -259,7 +259,9 @@ class CoOccurrence:
         if ex_items.size:  # each excluded pair found in the sorted keys (no sort of the exclusions)
             ex = ex_users * n + ex_items
             pos = np.minimum(np.searchsorted(key, ex), key.shape[0] - 1)
-            value[pos[(key[pos] == ex) & (ex_items < n)]] = 0.0
+            kept = np.ones(key.shape[0], dtype=np.bool_)
+            kept[pos[(key[pos] == ex) & (ex_items < n)]] = False
+            key, value = key[kept], value[kept]
         user, item = np.divmod(key, n)
         np.maximum.at(peak, user, value)
         return user, item, value, peak

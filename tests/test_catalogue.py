@@ -138,6 +138,22 @@ def test_exact_and_two_stage_agree_when_the_budget_covers_the_catalogue(items: i
         assert two.scores == pytest.approx(exact.scores, abs=1e-5)
 
 
+def test_cooc_entries_that_cannot_reach_a_list_are_not_scored() -> None:
+    # Every item is an index candidate, so a co-occurrence entry dropped wrongly would be scored
+    # without its co-occurrence term, and the list would differ from exact (with the bound 0.3
+    # too tight, this fails).
+    items = 1500
+    cfg = ModelConfig(seed=5, exact_max_items=10, candidates=items, popular_candidates=10, index_rebuild_s=0.0)
+    m = indexed(items, cfg)
+    views = [v for v in (m.users.view(f"u{u}") for u in range(0, 20_000, 37)) if v is not None]
+    block = m.ranker._block(views[:64])
+    kept = m.ranker._prune(block, 20, popularity=True)
+    assert kept.co_item.size < 0.8 * block.co_item.size  # entries are dropped
+    for two, exact in zip(m.ranker.rank(views, 20, exact=False), m.ranker.rank(views, 20, exact=True)):
+        assert two.items == exact.items
+        assert two.scores == pytest.approx(exact.scores, abs=1e-5)
+
+
 def test_before_the_first_index_the_newest_items_stand_in_for_it() -> None:
     # After a start, lists are two-stage while the first index is built: the index source is
     # empty and the newest fresh_max_items items are scored instead. When those cover the
