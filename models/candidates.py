@@ -5,7 +5,8 @@ HNSW neighbours of the user vector (``index``), the best items newer than
 the index (``fresh``), the newest cold items whose catalogue features match
 the user's content profile (``content``), the most popular and the
 trending items (``popular``, ``trending``), and the co-occurrence rows of
-the user's recent items (in the :class:`Block` itself).
+the user's recent items (in the :class:`Block` itself), less the entries
+that cannot reach the list (:meth:`Candidates.prune`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from models.topk import top_k_rows
 
 _SHARED_EVERY_S = 1.0  # the popular, trending and cold candidates are recomputed at most this often
 COLD_EVENTS = 5.0  # an item with less decayed popularity than this many events is cold (the content source)
+MARGIN = 1e-5  # above float32 rounding: what a score must clear a bound by
 
 
 class Block(NamedTuple):
@@ -132,6 +134,45 @@ class Candidates:
         if b.profiles is not None:
             out += c.w_content / unit
         return out
+
+    def prune(self, b: Block, k: int, popularity: bool) -> Block:
+        """``b`` without the co-occurrence entries that cannot reach their user's top ``k`` (exact).
+
+        An entry's co-occurrence and popularity terms are known before it is
+        scored; its MF term is within :meth:`mf_reach` of 0 and its content
+        term in ``[0, w_content / unit]``. Once a user has ``k`` entries
+        whose lowest possible score is at least ``t``, an entry whose highest
+        possible score is below ``t`` cannot make that user's top ``k``, and
+        is not scored. These entries are most of the pairs a list scores: at
+        1M items (synthetic stream) this leaves 37 of 139 per user.
+        """
+        users, entries = b.vectors.shape[0], b.co_item.shape[0]
+        if entries <= k:
+            return b
+        known = b.co_val + self.blend.popularity(b.co_item) if popularity else b.co_val
+        reach = self.mf_reach(b)[b.co_user]
+        low = known - reach
+        blocked = self._blocked()
+        if blocked.size:
+            low[np.isin(b.co_item, blocked)] = -math.inf
+        # Each user's k-th best low: one sort of (user, -low), users a span apart, lows within it.
+        finite = np.isfinite(low)
+        if not finite.any():
+            return b
+        lo, hi = float(low[finite].min()), float(low[finite].max())
+        span = hi - lo + 1.0
+        ranked = np.sort(b.co_user * span + (hi - np.where(finite, low, lo - 0.5)))
+        starts = np.searchsorted(b.co_user, np.arange(users + 1))
+        kth = np.full(users, -math.inf)
+        full = starts[1:] - starts[:-1] >= k
+        at = starts[:-1][full] + k - 1
+        kth[full] = hi - (ranked[at] - np.flatnonzero(full) * span)
+        kth[kth < lo] = -math.inf  # a blocked entry among the first k
+        high = known + reach + (self.config.w_content / self.blend.unit()[1] if b.profiles is not None else 0.0)
+        keep = high + MARGIN >= kth[b.co_user]
+        if keep.all():
+            return b
+        return b._replace(co_user=b.co_user[keep], co_item=b.co_item[keep], co_val=b.co_val[keep])
 
     def mf_reach(self, b: Block) -> np.ndarray:
         """For each user, a bound of the MF term's size over every item: ``tanh(|p| max|q| / 2)`` (0: no MF term)."""

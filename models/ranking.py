@@ -9,9 +9,10 @@ vector, the co-occurrence rows of the user's recent items, the most
 popular and the trending items, items newer than the index, the newest
 cold items whose catalogue features match the user's content profile),
 then the exact blend over the candidates only, so the cost of a list
-hardly grows with the catalogue. The index is queried only for the users
-whose other candidates do not already beat a bound on every item they
-leave out (:meth:`Ranker._two_stage`).
+hardly grows with the catalogue. Co-occurrence entries that bounds show
+cannot reach a list are dropped before they are scored, and the index is
+queried only for the users whose other candidates do not already beat a
+bound on every item they leave out (:meth:`Ranker._two_stage`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 
 from models.arrays import unique_sorted
 from models.blend import EMPTY, Blend, Ranked
-from models.candidates import Block, Candidates
+from models.candidates import MARGIN, Block, Candidates
 from models.config import ModelConfig
 from models.ids import item_key
 from models.index import BackgroundIndex
@@ -33,7 +34,6 @@ from models.topk import top_finite, top_k_rows
 from models.users import UserView
 
 BLOCK = 64  # users ranked per matrix product (a 64 x 20k float32 block is 5 MB)
-_MARGIN = 1e-5  # above float32 rounding: a candidate must beat the bound by this much to clear the index
 
 
 class Ranker:
@@ -225,66 +225,26 @@ class Ranker:
         full set.
         """
         c = self.candidates
-        b = self._prune(b, k, popularity)
+        b = c.prune(b, k, popularity)
         popular, trending, _ = c.shared()
         shared = np.concatenate([popular, trending]) if popularity else popular[:0]
         content = c.content(b)
         if not c.bound_pays():
             reach = c.reach(b)
             picked, scores, kth = self._tops(b, [reach["index"], reach["fresh"], content], shared, k, popularity)
-            c.count(kth < c.bound(b, popularity) + _MARGIN)  # what the bound would have cleared: when to try it again
-            return self.blend.named_many(picked, np.concatenate(scores) if scores else np.zeros(0))
-        picked, scores, kth = self._tops(b, [content], shared, k, popularity)
-        need = kth < c.bound(b, popularity) + _MARGIN  # -inf: fewer than k candidates
-        c.count(need)
-        rows = np.flatnonzero(need)
-        if rows.size:
-            sub = b.subset(rows)
-            reach = c.reach(sub)
-            more = self._tops(sub, [reach["index"], reach["fresh"], content[rows]], shared, k, popularity)
-            for j, r in enumerate(rows.tolist()):
-                picked[r], scores[r] = more[0][j], more[1][j]
+            c.count(kth < c.bound(b, popularity) + MARGIN)  # what the bound would have cleared: when to try it again
+        else:
+            picked, scores, kth = self._tops(b, [content], shared, k, popularity)
+            need = kth < c.bound(b, popularity) + MARGIN  # -inf: fewer than k candidates
+            c.count(need)
+            rows = np.flatnonzero(need)
+            if rows.size:
+                sub = b.subset(rows)
+                reach = c.reach(sub)
+                more = self._tops(sub, [reach["index"], reach["fresh"], content[rows]], shared, k, popularity)
+                for j, r in enumerate(rows.tolist()):
+                    picked[r], scores[r] = more[0][j], more[1][j]
         return self.blend.named_many(picked, np.concatenate(scores) if scores else np.zeros(0))
-
-    def _prune(self, b: Block, k: int, popularity: bool) -> Block:
-        """``b`` without the co-occurrence entries that cannot reach their user's top ``k`` (exact).
-
-        An entry's co-occurrence and popularity terms are known before it is
-        scored; its MF term is within :meth:`~models.candidates.Candidates.mf_reach`
-        of 0 and its content term in ``[0, w_content / unit]``. Once a user
-        has ``k`` entries whose lowest possible score is at least ``t``, an
-        entry whose highest possible score is below ``t`` cannot make that
-        user's top ``k``, and is not scored. These entries are most of the
-        pairs a list scores: at 1M items (synthetic stream) this leaves 37
-        of 139 per user.
-        """
-        users, entries = b.vectors.shape[0], b.co_item.shape[0]
-        if entries <= k:
-            return b
-        known = b.co_val + self.blend.popularity(b.co_item) if popularity else b.co_val
-        reach = self.candidates.mf_reach(b)[b.co_user]
-        low = known - reach
-        blocked = self.blocked()
-        if blocked.size:
-            low[np.isin(b.co_item, blocked)] = -math.inf
-        # Each user's k-th best low: one sort of (user, -low), users a span apart, lows within it.
-        finite = np.isfinite(low)
-        if not finite.any():
-            return b
-        lo, hi = float(low[finite].min()), float(low[finite].max())
-        span = hi - lo + 1.0
-        order = np.sort(b.co_user * span + (hi - np.where(finite, low, lo - 0.5)))
-        starts = np.searchsorted(b.co_user, np.arange(users + 1))
-        kth = np.full(users, -math.inf)
-        full = starts[1:] - starts[:-1] >= k
-        at = starts[:-1][full] + k - 1
-        kth[full] = hi - (order[at] - np.flatnonzero(full) * span)
-        kth[kth < lo] = -math.inf  # a blocked entry among the first k
-        high = known + reach + (self.config.w_content / self.blend.unit()[1] if b.profiles is not None else 0.0)
-        keep = high + _MARGIN >= kth[b.co_user]
-        if keep.all():
-            return b
-        return b._replace(co_user=b.co_user[keep], co_item=b.co_item[keep], co_val=b.co_val[keep])
 
     def sources(self, views: Sequence[UserView]) -> list[dict[str, set[int]]]:
         """Which source proposed which candidates (dense items), per user (tests and benchmarks)."""

@@ -147,7 +147,7 @@ def test_cooc_entries_that_cannot_reach_a_list_are_not_scored() -> None:
     m = indexed(items, cfg)
     views = [v for v in (m.users.view(f"u{u}") for u in range(0, 20_000, 37)) if v is not None]
     block = m.ranker._block(views[:64])
-    kept = m.ranker._prune(block, 20, popularity=True)
+    kept = m.ranker.candidates.prune(block, 20, popularity=True)
     assert kept.co_item.size < 0.8 * block.co_item.size  # entries are dropped
     for two, exact in zip(m.ranker.rank(views, 20, exact=False), m.ranker.rank(views, 20, exact=True)):
         assert two.items == exact.items
