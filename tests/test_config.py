@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from flows.settings import Settings
+from operators.kafka_io import ServiceError, ensure_topics
 from state.keys import item_key, popular_key, user_key
 from state.redis_store import payload, redact
 
@@ -34,6 +35,12 @@ def test_kafka_config_file_and_flag(tmp_path) -> None:
         "sasl_mechanism": "SCRAM-SHA-256",
         "request_timeout_ms": 5000,
     }
+
+
+def test_a_kafka_setting_one_client_does_not_take_is_named_as_such() -> None:
+    # A consumer-only setting fails in the admin client first: the line says --kafka-config, not "cannot reach Kafka".
+    with pytest.raises(ServiceError, match=r"^--kafka-config: .*max_partition_fetch_bytes.*every Kafka client takes"):
+        ensure_topics("127.0.0.1:1", {"t": 1}, {"max_partition_fetch_bytes": 1 << 20})
 
 
 def test_key_layout_and_payload() -> None:
