@@ -32,7 +32,7 @@ from starlette.concurrency import run_in_threadpool
 from swagger_ui_bundle import swagger_ui_path
 
 from flows.settings import Settings
-from operators.catalogue import CatalogueTail
+from operators.feeds import CatalogueTail
 from operators.ingest import MAX_EVENTS, BadBody, EventProducer, check_body, kafka_reachable
 from operators.kafka_io import KeyTail, ServiceError
 from state import metrics

@@ -12,17 +12,16 @@ current catalogue. :func:`parse_item` validates one message;
 :func:`item_changes` is what the rankers' feed makes of it
 (``operators/feeds.py``: unavailable items leave the lists, bad messages
 go to ``freshrec.items.dlq``);
-:class:`Catalogue` keeps the items in memory, :class:`CatalogueTail` keeps
-a catalogue current from the topic in a background thread, and
-:func:`load` produces a CSV or JSONL file (MovieLens ``movies.csv`` as it
-is: ``genres`` become tags, the first genre the category).
+:class:`Catalogue` keeps the items in memory (the HTTP API's copy follows
+the topic: ``operators.feeds.CatalogueTail``), and :func:`load` produces
+a CSV or JSONL file (MovieLens ``movies.csv`` as it is: ``genres`` become
+tags, the first genre the category).
 """
 
 from __future__ import annotations
 
 import csv
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from models.content import features
@@ -141,7 +140,6 @@ class Catalogue:
 
     def __init__(self) -> None:
         self._items: dict[str, ItemInfo] = {}
-        self.rejected = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -170,64 +168,6 @@ class Catalogue:
         if category:
             return lambda i: (info := items.get(i)) is not None and info.available and info.category == category
         return lambda i: (info := items.get(i)) is None or info.available
-
-
-class CatalogueTail:
-    """Keeps a :class:`Catalogue` current from the topic, in a daemon thread; waits for the topic to exist."""
-
-    def __init__(self, brokers: str, topic: str, extra: Mapping[str, Any] | None = None) -> None:
-        self.catalogue = Catalogue()
-        self.topic = topic
-        self.config = client_config(brokers, extra or {})
-        self.caught_up = threading.Event()  # set once the topic was read to its end once
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="catalogue", daemon=True)
-
-    def start(self) -> CatalogueTail:
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._follow()
-            except KafkaError as ex:
-                log.warning("catalogue %s: %s; retrying in 5 s", self.topic, ex)
-                self._stop.wait(5.0)
-
-    def _follow(self) -> None:
-        consumer = KafkaConsumer(enable_auto_commit=False, group_id=None, **self.config)
-        try:
-            parts = consumer.partitions_for_topic(self.topic)
-            while not parts and not self._stop.is_set():
-                self.caught_up.set()  # no topic: an empty catalogue is the current one
-                self._stop.wait(5.0)
-                parts = consumer.partitions_for_topic(self.topic)
-            tps = [TopicPartition(self.topic, p) for p in sorted(parts or ())]
-            consumer.assign(tps)
-            consumer.seek_to_beginning(*tps)
-            ends = consumer.end_offsets(tps)
-            while not self._stop.is_set():
-                for records in consumer.poll(timeout_ms=200, max_records=5000).values():
-                    for r in records:
-                        got = parse_item(r.key, r.value)
-                        if isinstance(got, Rejected):
-                            self.catalogue.rejected += 1
-                            if self.catalogue.rejected <= 10:  # the first ones say why; the count says how many
-                                log.warning("catalogue %s offset %d skipped: %s", self.topic, r.offset, got.detail)
-                        else:
-                            self.catalogue.apply(got)
-                if not self.caught_up.is_set() and all(consumer.position(tp) >= ends[tp] for tp in tps):
-                    log.info(
-                        "catalogue %s: %d items, %d skipped", self.topic, len(self.catalogue), self.catalogue.rejected
-                    )
-                    self.caught_up.set()
-        finally:
-            consumer.close()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
 
 
 class ItemMessage(NamedTuple):

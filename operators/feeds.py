@@ -36,7 +36,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import Counter
 
-from operators.catalogue import ItemMessage
+from operators.catalogue import Catalogue, ItemInfo, ItemMessage, parse_item
 from operators.kafka_io import client_config
 from operators.parse import Rejected
 
@@ -62,12 +62,13 @@ class Feed:
         extra: Mapping[str, Any],
         parse: tuple[Parse, Changes],
         dlq: str,
-        counter: Counter,
+        counter: Counter | None,
     ) -> None:
         self.topic, self.dlq = topic, dlq
         self.config = client_config(brokers, extra)
         self._parse, self._changes = parse
         self._counter = counter
+        self.caught_up = threading.Event()  # set once the topic was read to its end (or found missing)
         self._subscribers: list[queue.SimpleQueue[Any]] = []
         self._log: list[Any] = []  # every change since the start: what a ranker made later must catch up on
         self._lock = threading.Lock()
@@ -89,6 +90,11 @@ class Feed:
             self._subscribers.append(q)
         return q
 
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
@@ -106,13 +112,18 @@ class Feed:
         try:
             parts = consumer.partitions_for_topic(self.topic)
             while not parts and not self._stop.is_set():
+                self.caught_up.set()  # no topic: nothing is the current content
                 self._stop.wait(5.0)
                 parts = consumer.partitions_for_topic(self.topic)
             tps = [TopicPartition(self.topic, p) for p in sorted(parts or ())]
             consumer.assign(tps)
             consumer.seek_to_beginning(*tps)
             handed = {tp: (consumer.committed(tp) or 0) if self.dlq else 0 for tp in tps}
+            ends = consumer.end_offsets(tps)
             while not self._stop.is_set():
+                if not self.caught_up.is_set() and all(consumer.position(tp) >= ends[tp] for tp in tps):
+                    log.info("%s: read to its end", self.topic)
+                    self.caught_up.set()
                 for tp, records in consumer.poll(timeout_ms=200, max_records=5000).items():
                     batch = [ItemMessage(r.key, r.value, r.offset < handed[tp], r.timestamp / 1000.0) for r in records]
                     rejected, change = self._read(batch)
@@ -141,7 +152,7 @@ class Feed:
                 valid.append((m, got))
             elif not m.replayed:
                 rejected.append(got if got.raw else Rejected(got.reason, got.detail, m.value or b""))
-        if valid:
+        if valid and self._counter is not None:
             self._counter.labels("applied", "").inc(len(valid))
         return rejected, self._changes(valid)
 
@@ -149,9 +160,34 @@ class Feed:
         for r in rejected:
             headers = [("reason", r.detail.encode()), ("reason_code", r.reason.encode())]
             producer.send(self.dlq, value=r.raw, headers=headers)
-            self._counter.labels("rejected", r.reason).inc()
+            if self._counter is not None:
+                self._counter.labels("rejected", r.reason).inc()
         if rejected:
             producer.flush()  # before the commit that says they are done
+
+
+class CatalogueTail:
+    """A :class:`~operators.catalogue.Catalogue` kept current from the catalogue topic (the HTTP API's copy).
+
+    A :class:`Feed` of its own, outside the flow: it counts nothing and
+    dead-letters nothing (the flow's process 0 does both).
+    """
+
+    def __init__(self, brokers: str, topic: str, extra: Mapping[str, Any] | None = None) -> None:
+        self.catalogue = Catalogue()
+        self._feed = Feed(brokers, topic, extra or {}, (parse_item, self._apply), "", None)
+        self.caught_up = self._feed.caught_up
+
+    def _apply(self, valid: list[tuple[ItemMessage, ItemInfo]]) -> None:
+        for _, info in valid:
+            self.catalogue.apply(info)
+
+    def start(self) -> CatalogueTail:
+        self._feed.start()
+        return self
+
+    def stop(self) -> None:
+        self._feed.stop()
 
 
 _FEEDS: dict[str, Feed] = {}
@@ -170,7 +206,7 @@ def feed(
 
 def side_feeds(settings: Any, dead_letters: bool) -> tuple[Feed, Feed]:
     """This process's feeds of the catalogue and the user attributes (``dead_letters``: process 0)."""
-    from operators.catalogue import item_changes, parse_item
+    from operators.catalogue import item_changes
     from operators.rules import parse_user, user_changes
     from state import metrics
 
