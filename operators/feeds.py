@@ -36,7 +36,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import Counter
 
-from operators.catalogue import Catalogue, ItemInfo, ItemMessage, parse_item
+from operators.catalogue import Catalogue, ItemInfo, ItemMessage, item_changes, parse_item
 from operators.kafka_io import client_config
 from operators.parse import Rejected
 
@@ -206,7 +206,6 @@ def feed(
 
 def side_feeds(settings: Any, dead_letters: bool) -> tuple[Feed, Feed]:
     """This process's feeds of the catalogue and the user attributes (``dead_letters``: process 0)."""
-    from operators.catalogue import item_changes
     from operators.rules import parse_user, user_changes
     from state import metrics
 
