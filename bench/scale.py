@@ -23,17 +23,26 @@ On real Kafka (topics of 2 partitions) and Redis, every flow with
   (``bench/stages.py``), the ceiling of any cluster.
 
 The last line of ``freshrec bench --scale --json`` is one JSON object.
+
+``python -m bench.scale --shares 0.15,0.3`` drains the backlog with 1
+process and then with 2 for each ``--learner-share`` given, paired per
+run, to choose the share for a machine (its last line is JSON too).
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import statistics
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+import orjson
 
 from bench.measure import (
     Process,
@@ -80,31 +89,47 @@ def _replay(
     return replay(kafka, topic, rate, limit, seed, extra=extra)
 
 
-def _flow(kafka: str, topic: str, redis_url: str, workdir: Path, processes: int, name: str) -> Process:
+def _flow(kafka: str, topic: str, redis_url: str, workdir: Path, processes: int, name: str, *extra: str) -> Process:
     tag = uuid.uuid4().hex[:6]
-    recovery = workdir / f"recovery-{name}-{tag}"
-    extra = ("--recovery-dir", str(recovery), *SNAPSHOT)
-    return start_flow(kafka, topic, redis_url, f"sc{tag}", workdir, f"{name}-{tag}", *extra, processes=processes)
+    recovery = ("--recovery-dir", str(workdir / f"recovery-{name}-{tag}"), *SNAPSHOT)
+    return start_flow(
+        kafka, topic, redis_url, f"sc{tag}", workdir, f"{name}-{tag}", *recovery, *extra, processes=processes
+    )
 
 
 def throughput(plan: ScalePlan, kafka: str, redis_url: str, workdir: Path) -> tuple[list[dict], float]:
     """Drain rates of 1 and 2 processes on one backlog; the median of the paired ratios."""
+    runs, ratios = drain_pairs(plan, kafka, redis_url, workdir, [None])
+    rows = [{"processes": p, "throughput_eps": round(statistics.median(v)), "runs": v} for p, v in zip((1, 2), runs)]
+    return rows, ratios[0]
+
+
+def drain_pairs(
+    plan: ScalePlan, kafka: str, redis_url: str, workdir: Path, shares: list[float | None]
+) -> tuple[list[list[float]], list[float]]:
+    """Each run drains one backlog with 1 process, then with 2 for each learner share (None: the default).
+
+    Returns the drain rates (1 process, then each share's) and, per
+    share, the median of its ratios to the same run's 1 process.
+    """
     topic = f"scale.{uuid.uuid4().hex[:8]}"
     _say(f"producing a backlog of {plan.backlog:,} events on 2 partitions")
     wait_replay(_replay(kafka, topic, 0, plan.backlog, seed=21))
-    per_run: dict[int, list[float]] = {1: [], 2: []}
+    configs = [(1, None), *((2, share) for share in shares)]
+    runs: list[list[float]] = [[] for _ in configs]
     for r in range(plan.runs):
-        for processes in (1, 2):
-            flow = _flow(kafka, topic, redis_url, workdir, processes, f"drain{processes}")
+        for (processes, share), rates in zip(configs, runs):
+            extra = () if share is None else ("--learner-share", str(share))
+            flow = _flow(kafka, topic, redis_url, workdir, processes, f"drain{processes}", *extra)
             try:
                 eps, _ = drain(flow, plan.backlog)
             finally:
                 flow.stop()
-            per_run[processes].append(eps)
-            _say(f"run {r + 1}: {processes} process(es) drained at {eps:,.0f} events/s")
-    ratios = [b / a for a, b in zip(per_run[1], per_run[2])]
-    rows = [{"processes": p, "throughput_eps": round(statistics.median(v)), "runs": v} for p, v in per_run.items()]
-    return rows, round(statistics.median(ratios), 2)
+            rates.append(eps)
+            named = "" if share is None else f", learner share {share}"
+            _say(f"run {r + 1}: {processes} process(es){named} drained at {eps:,.0f} events/s")
+    ratios = [round(statistics.median(b / a for a, b in zip(runs[0], rates)), 3) for rates in runs[1:]]
+    return runs, ratios
 
 
 def hit_rates(plan: ScalePlan, kafka: str, redis_url: str, workdir: Path) -> dict[str, float]:
@@ -211,3 +236,30 @@ def run_scale(plan: ScalePlan, kafka: str, redis_url: str, workdir: Path) -> dic
         "single_writer_ceiling_eps": costs["learner_eps"],
         "stage_costs_us": {k: v for k, v in costs.items() if k.endswith("_us")},
     }
+
+
+def main() -> None:
+    """``python -m bench.scale --shares 0.15,0.3``: which ``--learner-share`` drains fastest with 2 processes."""
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--shares", default="0.15,0.3", help="learner shares to try, comma-separated")
+    ap.add_argument("--runs", type=int, default=3, help="runs, each a 1-process drain then one per share")
+    ap.add_argument("--backlog", type=int, default=ScalePlan.backlog)
+    ap.add_argument("--kafka", default=os.environ.get("FRESHREC_KAFKA", "127.0.0.1:9092"))
+    ap.add_argument("--redis-url", default=os.environ.get("FRESHREC_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    args = ap.parse_args()
+    shares: list[float | None] = [float(x) for x in args.shares.split(",")]
+    workdir = Path(tempfile.mkdtemp(prefix="freshrec-shares-"))  # flow logs and recovery directories
+    plan = ScalePlan(runs=args.runs, backlog=args.backlog)
+    runs, ratios = drain_pairs(plan, args.kafka, args.redis_url, workdir, shares)
+    print(f"1 process: {', '.join(f'{x:,.0f}' for x in runs[0])} events/s")
+    for share, rates, ratio in zip(shares, runs[1:], ratios):
+        print(f"2 processes, learner share {share}: {', '.join(f'{x:,.0f}' for x in rates)}; median ratio {ratio}")
+    print(
+        orjson.dumps(
+            {"one": runs[0], "shares": {str(s): {"runs": r, "ratio": q} for s, r, q in zip(shares, runs[1:], ratios)}}
+        ).decode()
+    )
+
+
+if __name__ == "__main__":
+    main()

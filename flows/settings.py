@@ -84,7 +84,7 @@ class Settings:
         default="", metadata={"help": "HOST:PORT of every process of the cluster, ';'-separated, the same everywhere"}
     )
     learner_share: float = field(
-        default=0.15,
+        default=0.3,
         metadata={"help": "users of the learner's worker (worker 0) relative to another worker's, in (0, 1]"},
     )
     gc_freeze_s: float = field(
