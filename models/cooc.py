@@ -10,42 +10,33 @@ from models.arrays import run_starts
 
 
 class _Row:
-    """One item's neighbours: a position map plus parallel numpy arrays.
+    """One item's neighbours: a position map plus parallel ``array`` columns (item, count).
 
-    Scoring reads ``idx[:n]`` and ``val[:n]`` directly, with no conversion.
+    Python arrays, not numpy ones: an event adds to about ten rows, and a
+    Python float read and written costs a third of a numpy scalar's. Readers
+    copy the columns into their own arrays (``extend``, ``np.array``), so no
+    numpy view holds a row's buffer while it grows.
     """
 
-    __slots__ = ("idx", "n", "pos", "total", "val")
+    __slots__ = ("idx", "pos", "total", "val")
 
     def __init__(self) -> None:
         self.pos: dict[int, int] = {}
-        self.idx = np.zeros(8, dtype=np.int64)
-        self.val = np.zeros(8, dtype=np.float64)
-        self.n = 0
+        self.idx = array("q")
+        self.val = array("d")
         self.total = 0.0
 
-    def add(self, j: int, w: float) -> None:
-        p = self.pos.get(j)
-        if p is None:
-            p = self.n
-            if p == self.idx.shape[0]:
-                self.idx = np.resize(self.idx, 2 * p)
-                self.val = np.resize(self.val, 2 * p)
-            self.pos[j] = p
-            self.idx[p] = j
-            self.val[p] = 0.0
-            self.n = p + 1
-        self.val[p] += w
-        self.total += w
+    @property
+    def n(self) -> int:
+        return len(self.idx)
 
     def prune(self, keep: int) -> None:
-        val = self.val[: self.n]
+        val = np.array(self.val)
         order = np.argsort(-val, kind="stable")[:keep]
-        self.idx = self.idx[order].copy()
-        self.val = val[order].copy()
-        self.n = order.size
-        self.pos = {j: p for p, j in enumerate(self.idx.tolist())}
-        self.total = float(self.val.sum())
+        self.idx = array("q", np.array(self.idx)[order].tobytes())
+        self.val = array("d", val[order].tobytes())
+        self.pos = {j: p for p, j in enumerate(self.idx)}
+        self.total = float(val[order].sum())
 
 
 class CoOccurrence:
@@ -152,8 +143,8 @@ class CoOccurrence:
         shares = []
         for age, j in enumerate(reversed(window)):
             r = rows[j]
-            at = r.pos.get(item) if r.n else None
-            shares.append(pos[age] * float(r.val[at]) / r.total if at is not None else 0.0)
+            at = r.pos.get(item)
+            shares.append(pos[age] * r.val[at] / r.total if at is not None else 0.0)
         total = sum(shares)
         if total <= 0.0:
             return
@@ -175,9 +166,16 @@ class CoOccurrence:
         (:meth:`replay`) rebuilds the same rows, pruning included.
         """
         r = self.rows[row]
-        r.add(col, w)
-        if r.n > 2 * self.row_cap:
-            r.prune(self.row_cap)
+        r.total += w
+        p = r.pos.get(col)
+        if p is None:
+            r.pos[col] = len(r.idx)
+            r.idx.append(col)
+            r.val.append(w)
+            if len(r.idx) > 2 * self.row_cap:
+                r.prune(self.row_cap)  # sets the total anew
+        else:
+            r.val[p] += w
         if self.log is not None:
             self.log[0].append(row)
             self.log[1].append(col)
@@ -209,7 +207,7 @@ class CoOccurrence:
         if j >= len(self.rows) or self.rows[j].n == 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
         r = self.rows[j]
-        return r.idx[: r.n], r.val[: r.n] / r.total
+        return np.array(r.idx), np.array(r.val) / r.total
 
     def scores(
         self, recent: np.ndarray, exclude: tuple[np.ndarray, np.ndarray]
@@ -230,17 +228,20 @@ class CoOccurrence:
         b = recent.shape[0]
         rows = self.rows
         n = len(rows)
-        owners, idx, val, scale, lens = [], [], [], [], []
+        owners, scale, lens = [], [], []
+        idx, val = array("q"), array("d")  # the rows' entries, one after another
         positions = self.positions
         for r, items in enumerate(recent.tolist()):
             for j, weight in zip(reversed(items), positions):
-                if 0 <= j < n and rows[j].n:  # -1: an empty slot, or an item this copy does not know yet
+                if 0 <= j < n:  # -1: an empty slot, or an item this copy does not know yet
                     row = rows[j]
-                    owners.append(r)
-                    idx.append(row.idx[: row.n])
-                    val.append(row.val[: row.n])
-                    scale.append(weight / row.total)
-                    lens.append(row.n)
+                    m = len(row.idx)
+                    if m:
+                        owners.append(r)
+                        idx.extend(row.idx)
+                        val.extend(row.val)
+                        scale.append(weight / row.total)
+                        lens.append(m)
         peak = np.zeros(b)
         if not owners:
             empty = np.zeros(0, dtype=np.int64)
@@ -248,8 +249,8 @@ class CoOccurrence:
         counts = np.array(lens)
         # One (user, item) key per entry; a user's rows may share items, so
         # equal keys are summed (sorted, then one add.reduceat per key).
-        key = np.repeat(np.array(owners), counts) * n + np.concatenate(idx)
-        contrib = np.concatenate(val) * np.repeat(np.array(scale), counts)
+        key = np.repeat(np.array(owners), counts) * n + np.frombuffer(idx, np.int64)
+        contrib = np.frombuffer(val) * np.repeat(np.array(scale), counts)
         order = np.argsort(key, kind="stable")
         key, contrib = key[order], contrib[order]
         starts = run_starts(key)
@@ -279,7 +280,7 @@ class CoOccurrence:
         for j, weight in zip(reversed(recent), self.positions):
             if 0 <= j < n and rows[j].n:
                 row = rows[j]
-                out[row.idx[: row.n]] += row.val[: row.n] * (weight / row.total)
+                out[np.array(row.idx)] += np.array(row.val) * (weight / row.total)
         out[exclude] = 0.0
         return out
 
@@ -287,10 +288,12 @@ class CoOccurrence:
         """Rows ``rows`` as flat arrays (snapshots)."""
         have = [self.rows[j] if j < len(self.rows) else _Row() for j in rows.tolist()]
         lens = np.fromiter((r.n for r in have), dtype=np.int64, count=len(have))
-        idx = np.concatenate([r.idx[: r.n] for r in have]) if have else np.zeros(0, dtype=np.int64)
-        val = np.concatenate([r.val[: r.n] for r in have]) if have else np.zeros(0)
+        idx, val = array("q"), array("d")
+        for r in have:
+            idx.extend(r.idx)
+            val.extend(r.val)
         total = np.fromiter((r.total for r in have), dtype=np.float64, count=len(have))
-        return {"len": lens, "idx": idx, "val": val, "total": total}
+        return {"len": lens, "idx": np.frombuffer(idx, np.int64), "val": np.frombuffer(val), "total": total}
 
     def set_rows(self, rows: np.ndarray, flat: dict[str, np.ndarray]) -> None:
         """Restore rows written by :meth:`export`."""
@@ -300,9 +303,8 @@ class CoOccurrence:
         for j, n, total in zip(rows.tolist(), flat["len"].tolist(), flat["total"].tolist()):
             r = self.rows[j] = _Row()
             if n:
-                r.idx = flat["idx"][at : at + n].copy()
-                r.val = flat["val"][at : at + n].copy()
-                r.n = n
-                r.pos = {k: p for p, k in enumerate(r.idx.tolist())}
+                r.idx = array("q", flat["idx"][at : at + n].astype(np.int64).tobytes())
+                r.val = array("d", flat["val"][at : at + n].astype(np.float64).tobytes())
+                r.pos = {k: p for p, k in enumerate(r.idx)}
             r.total = total
             at += n
