@@ -34,10 +34,11 @@ class _Row:
     def prune(self, keep: int) -> None:
         val = np.array(self.val)
         order = np.argsort(-val, kind="stable")[:keep]
+        kept = val[order]
         self.idx = array("q", np.array(self.idx)[order].tobytes())
-        self.val = array("d", val[order].tobytes())
+        self.val = array("d", kept.tobytes())
         self.pos = {j: p for p, j in enumerate(self.idx)}
-        self.total = float(val[order].sum())
+        self.total = float(kept.sum())
 
 
 class CoOccurrence:
