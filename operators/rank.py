@@ -256,8 +256,11 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
         """Rank users of batch ``seq``: their events count for the live hit-rate first; None: a settling.
 
         ``kind`` "rules": users the shard sends again after a rules change
-        (no events); those the changed rules apply to are ranked again, and
-        their lists keep the event time they were written with.
+        (no events); those the changed rules apply to get the new rules over
+        the pool the model gave them last (``RuleBook.pooled``: only the rules
+        changed, so the model is not run again; a user without a kept pool,
+        as after a restart, is ranked in full), and their lists keep the
+        event time they were written with.
         """
         rows = [item.view.row for item in items]
         served = self._lists.keys
@@ -276,15 +279,21 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
                     top = served[row, :HIT_K]
                     hits += [key in top for key in item.items]
         k = self.serve.k
-        ranked = self.ranker.rank([item.view for item in items], self.book.pool(k))
+        views = [item.view for item in items]
+        users = [v.user for v in views]
+        kept = self.book.pooled(rows, self.ranker.state, self.ranker.blocked()) if kind == "rules" else []
+        model = [i for i in range(len(items)) if not kept or kept[i] is None]
+        fresh = self.ranker.rank([views[i] for i in model], self.book.pool(k))
+        more = iter(fresh)  # in the order of ``model``
+        ranked = [r if r is not None else next(more) for r in kept] if kept else fresh
+        self.book.remember([rows[i] for i in model], [users[i] for i in model], fresh, k)
         if self.book.active:
-            views = [item.view for item in items]
-            users, seen = [v.user for v in views], [v.seen for v in views]
-            ranked = self.book.apply(users, seen, ranked, self.ranker.is_blocked, time.time(), k)
+            ranked = self.book.apply(users, [v.seen for v in views], ranked, self.ranker.is_blocked, time.time(), k)
         metrics.RANKINGS.labels(kind if seq is not None else "settle").inc(len(items))
         n = len(self.ranker.state)
-        unknown = self.ranker.unknown_history([item.view for item in items])
-        for item, r, missing in zip(items, ranked, unknown):
+        unknown = self.ranker.unknown_history([views[i] for i in model])
+        for i, missing in zip(model, unknown):  # a list from a kept pool keeps its provisional state
+            item, r = items[i], ranked[i]
             self._provisional.pop(item.view.row, None)  # this ranking supersedes an earlier provisional one
             short = len(r.items) < self.serve.k
             if missing or short:
@@ -294,7 +303,6 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
         if seq is not None and kind == "event":
             newest = max((max(item.source_ts) for item in items if item.source_ts), default=now)
             self._behind = now - newest > _BEHIND_S
-        users = [item.view.user for item in items]
         self._lists.record_each(rows, users, ranked, [item.event_ts for item in items])
         writes = []
         for item, user, r in zip(items, users, ranked):

@@ -17,9 +17,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple
 
+import numpy as np
+
 from models.blend import Ranked
 from models.ids import item_key
+from models.items import ItemState
 from models.rules import POOL, STATIC, ItemFacts, Listed, Rule, RuleError, apply_rules, item_effect, load_rules
+from models.served import ServedLists
 from operators.catalogue import ItemMessage, json_object
 from operators.parse import Rejected
 from state import metrics
@@ -130,12 +134,21 @@ def user_changes(parsed: list[tuple[ItemMessage, tuple[str, dict[str, str] | Non
 
 
 class RuleBook:
-    """What one ranker applies rules with: the rules file, its users' attributes, the items' facts."""
+    """What one ranker applies rules with: the rules file, its users' attributes, the items' facts.
+
+    It also keeps the model's pool of each user last ranked under rules
+    (:meth:`remember`), so that a rules change applies the new rules to
+    that pool (:meth:`pooled`) instead of running the model again: the
+    list in Redis was ranked from that pool, and only the rules changed.
+    About ``12 * POOL * k`` bytes per user, kept only while rules are in
+    force.
+    """
 
     def __init__(self, path: str) -> None:
         self.file = RulesFile.shared(path) if path else None
         self.attrs: dict[str, dict[str, str]] = {}
         self.facts: dict[str, ItemFacts] = {}
+        self._pools: ServedLists | None = None  # by shard row: the model's pool, before the rules
         self._pins: dict[str, int] = {}  # pinned item -> key, for the rules in force
         self._pins_of = -1
         self._effects: dict[str, tuple[bool, float]] = {}  # item -> item_effect of the rules for everyone
@@ -148,6 +161,43 @@ class RuleBook:
     def pool(self, k: int) -> int:
         """How many items the model ranks for a list of ``k``."""
         return POOL * k if self.active else k
+
+    def remember(self, rows: Sequence[int], users: Sequence[str], pools: Sequence[Ranked], k: int) -> None:
+        """The model's pools of users just ranked for lists of ``k``; ranked without rules, their pools are dropped."""
+        if not rows:
+            return
+        if not self.active:
+            if self._pools is not None:
+                self._pools = None  # stale from here on: the users' lists were ranked without a pool
+            return
+        if self._pools is None or self._pools.width != self.pool(k):
+            self._pools = ServedLists(self.pool(k))
+        self._pools.record_each(rows, users, pools, [0.0] * len(rows))
+
+    def pooled(self, rows: Sequence[int], state: ItemState, blocked: np.ndarray) -> list[Ranked | None]:
+        """The kept pools of users ``rows`` without the ``blocked`` dense items; None for a user with none kept.
+
+        A user ranked since the ranker started has one (a restart ranks
+        the others with the model). Scores come back as they were written.
+        """
+        out: list[Ranked | None] = [None] * len(rows)
+        p = self._pools
+        if p is None or not rows:
+            return out
+        at = np.array(rows, dtype=np.int64)
+        have = np.flatnonzero(at < p.keys.shape[0])
+        have = have[p.keys[at[have], 0] >= 0]
+        if not have.size:
+            return out
+        keys, scores = p.keys[at[have]], p.scores[at[have]].astype(np.float64).round(6)
+        dense = state.dense(keys.ravel()).reshape(keys.shape)
+        keep = dense >= 0
+        if blocked.size:
+            keep &= ~np.isin(dense, blocked)
+        names = state.names
+        for i, d, s, key, kept in zip(have.tolist(), dense, scores, keys, keep):
+            out[i] = Ranked([names[j] for j in d[kept].tolist()], s[kept].tolist(), key[kept].tolist())
+        return out
 
     def learn_users(self, facts: UserFacts, mine: Callable[[str], bool]) -> None:
         """Attributes of the users ``mine`` accepts (this ranker's shard)."""

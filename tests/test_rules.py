@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from models.ids import item_key
 from models.rules import ItemFacts, Listed, RuleError, apply_rules, parse_rules
 from operators.rules import parse_user
 
@@ -188,3 +189,61 @@ def test_the_cached_effects_of_rules_for_everyone_give_the_same_lists(tmp_path) 
     book.learn_items({"c0": ItemFacts("a", frozenset(), 0.0)})
     again = book.apply(["adult"], [np.zeros(0, np.int64)], ranked[:1], lambda _: False, time.time(), 10)[0]
     assert "c0" in got[1].items and "c0" not in again.items
+
+
+def test_a_rules_change_applies_the_new_rules_to_the_kept_pools_without_running_the_model(tmp_path) -> None:
+    import os
+    import time
+
+    from models import ModelConfig
+    from models.event import Event
+    from models.learner import ItemLearner
+    from models.users import UserTable
+    from operators.learn import Broadcast
+    from operators.rank import RankerLogic, ServeConfig
+    from operators.users import RankBatch, RankItem
+
+    def filtering(category: str) -> str:
+        return f'[[rule]]\nname = "f"\nkind = "filter"\nwhere = {{category = "{category}"}}\n'
+
+    path = tmp_path / "rules.toml"
+    path.write_text(filtering("a"))
+    cfg = ModelConfig(seed=3)
+    users, learner = UserTable(cfg), ItemLearner(cfg)
+    now = time.time()
+    rng = np.random.default_rng(0)
+    for n in range(3000):  # a catalogue of 30 items, each user's tastes around one category
+        u = int(rng.integers(60))
+        item = f"{'abc'[u % 3]}{int(rng.integers(10))}" if rng.random() < 0.7 else f"{'abc'[n % 3]}{n % 10}"
+        learner.learn(users.learn(Event(f"u{u}", item, "view", 1.0, now, now)))
+
+    def ranker() -> RankerLogic:
+        logic = RankerLogic(1, cfg, ServeConfig(k=5), rules=str(path))
+        logic.book.learn_items(FACTS)
+        logic.on_batch([Broadcast(0, learner.base_delta().copied(), {0: 1})])
+        return logic
+
+    def lists(logic: RankerLogic, kind: str) -> dict[str, list[str]]:
+        views = [RankItem(users.view_row(u), (), now, ()) for u in range(len(users))]
+        writes, _ = logic.on_batch([RankBatch(0, 1, views, kind)])
+        return {w.name: w.items for w in writes if w.kind == "user"}
+
+    live = ranker()
+    before = lists(live, "event")
+    assert not [i for lst in before.values() for i in lst if i.startswith("a")]
+    path.write_text(filtering("b"))
+    os.utime(path, ns=(1, 1))  # a new stamp even within the clock's resolution
+    calls = []
+    rank = live.ranker.rank
+    live.ranker.rank = lambda views, k, exact=None: calls.append(len(views)) or rank(views, k, exact)  # type: ignore
+    again = lists(live, "rules")
+    assert calls == [0]  # every user had a kept pool: the model ran for nobody
+    assert again == lists(ranker(), "event")  # what a ranker that never saw the old rules gives
+    assert [i for lst in again.values() for i in lst if i.startswith("a")]  # a-items, filtered before, are back
+    assert not [i for lst in again.values() for i in lst if i.startswith("b")]
+    # An item the catalogue takes away leaves the kept pools too.
+    gone = next(i for lst in again.values() for i in lst if i.startswith("a"))
+    live.ranker.set_available(np.array([item_key(gone)]), np.zeros(0, dtype=np.int64))
+    os.utime(path, ns=(2, 2))
+    path.write_text(filtering("c"))
+    assert all(gone not in lst for lst in lists(live, "rules").values())
