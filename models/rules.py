@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import math
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -230,15 +231,15 @@ def apply_rules(
     pinnable: Mapping[str, int],
     now: float,
     k: int,
-    effect: Callable[[str], tuple[bool, float]] | None = None,
+    effects: Mapping[str, tuple[bool, float]] | None = None,
 ) -> Listed:
     """The list of ``k`` that a user with attributes ``attrs`` gets from the model's ``pool``, best first.
 
     ``pinnable``: the pinned items that may be shown to this user
     (available, not seen yet), with their keys. A pinned item takes the
-    score of the item it displaces, so scores stay in order. ``effect``:
-    :func:`item_effect` of the ``STATIC`` rules for everyone (no ``who``),
-    precomputed per item by the caller; None: computed here.
+    score of the item it displaces, so scores stay in order. ``effects``:
+    :func:`item_effect` of the ``STATIC`` rules for everyone (no ``who``)
+    for every item of the pool, precomputed by the caller; None: computed here.
 
     >>> rules = parse_rules('[[rule]]\\nname = "b"\\nkind = "boost"\\nfactor = 3.0\\nwhere = {category = "c"}', "r")
     >>> facts = {"y": ItemFacts("c", frozenset(), 0.0)}
@@ -246,27 +247,31 @@ def apply_rules(
     ['y', 'x']
     """
     mine = [r for r in rules if r.applies_to(attrs)]
-    items, scores, keys = list(pool.items), list(pool.scores), list(pool.keys)
+    items, scores, keys = pool.items, pool.scores, pool.keys
     pinned = {r.item for r in mine if r.kind == "pin"}
-    static = [r for r in mine if r.kind in STATIC and (effect is None or r.who)]  # what ``effect`` leaves to do
+    static = [r for r in mine if r.kind in STATIC and (effects is None or r.who)]  # what ``effects`` leaves to do
     new_items = [r for r in mine if r.kind == "new_item_boost"]
-    keep = []
-    for j, item in enumerate(items):
-        if item in pinned:
-            continue
-        drop, s = effect(item) if effect is not None else (False, 1.0)
-        f = facts.get(item) if static or new_items else None
-        if static:
-            mine_drop, mine_factor = item_effect(static, item, f)
-            drop, s = drop or mine_drop, s * mine_factor
-        if drop:
-            continue
-        s *= scores[j]
-        for r in new_items:
-            if f is not None and now - f.listed_at < r.max_age_s:
-                s *= r.factor
-        keep.append((s, j))
-    keep.sort(key=lambda x: -x[0])
+    effect = list(map(effects.__getitem__, items)) if effects is not None else [(False, 1.0)] * len(items)
+    if pinned or static or new_items:  # item by item (the rules for everyone alone take the short way below)
+        keep = []
+        for j, item in enumerate(items):
+            if item in pinned:
+                continue
+            drop, factor = effect[j]
+            f = facts.get(item)
+            if static:
+                mine_drop, mine_factor = item_effect(static, item, f)
+                drop, factor = drop or mine_drop, factor * mine_factor
+            if drop:
+                continue
+            s = factor * scores[j]
+            for r in new_items:
+                if f is not None and now - f.listed_at < r.max_age_s:
+                    s *= r.factor
+            keep.append((s, j))
+    else:
+        keep = [(factor * s, j) for j, ((drop, factor), s) in enumerate(zip(effect, scores)) if not drop]
+    keep.sort(key=itemgetter(0), reverse=True)  # stable: equal scores keep the model's order
     order = _diverse(keep, items, facts, [r for r in mine if r.kind == "diversity"], k)
     out = [(items[j], s, keys[j]) for s, j in order[:k]]
     for r in sorted((r for r in mine if r.kind == "pin"), key=lambda r: r.position):
@@ -286,19 +291,20 @@ def _diverse(
     """Greedy, best first: an item whose category has ``max`` already in the first ``top`` waits until past ``top``."""
     if not rules:
         return ranked
-    top = max(r.top for r in rules)
+    top = min(max(r.top for r in rules), k)
     out: list[tuple[float, int]] = []
     held: list[tuple[float, int]] = []
     counts: dict[str, int] = {}
     for n, entry in enumerate(ranked):
-        if len(out) >= min(top, k):
-            return out + sorted(held + ranked[n:], key=lambda x: -x[0])  # past the first top: by score again
+        if len(out) >= top:
+            return out + held + ranked[n:]  # past the first top: by score again (held scores are the higher)
         f = facts.get(items[entry[1]])
         cat = f.category if f is not None and f.category else None
-        if cat is not None and any(len(out) < r.top and counts.get(cat, 0) >= r.max for r in rules):
-            held.append(entry)
-            continue
-        out.append(entry)
         if cat is not None:
-            counts[cat] = counts.get(cat, 0) + 1
+            had = counts.get(cat, 0)
+            if any(len(out) < r.top and had >= r.max for r in rules):
+                held.append(entry)
+                continue
+            counts[cat] = had + 1
+        out.append(entry)
     return out + held

@@ -225,21 +225,18 @@ class RuleBook:
         self.facts.update(facts)
         self._effects.clear()
 
-    def _effect(self) -> Callable[[str], tuple[bool, float]]:
-        """``item_effect`` of the filter, boost and bury rules for everyone, cached per item."""
+    def effects_of(self, ranked: Sequence[Ranked]) -> dict[str, tuple[bool, float]]:
+        """``item_effect`` of the filter, boost and bury rules for everyone, for every item of ``ranked`` (cached)."""
         assert self.file is not None
         if self._effects_of != self.file.version:
             self._effects, self._effects_of = {}, self.file.version
-        rules = [r for r in self.file.rules if not r.who and r.kind in STATIC]
-        cache, facts = self._effects, self.facts
-
-        def effect(item: str) -> tuple[bool, float]:
-            got = cache.get(item)
-            if got is None:
-                got = cache[item] = item_effect(rules, item, facts.get(item))
-            return got
-
-        return effect
+        cache = self._effects
+        missing = set().union(*(r.items for r in ranked)).difference(cache)
+        if missing:
+            rules = [r for r in self.file.rules if not r.who and r.kind in STATIC]
+            for item in missing:
+                cache[item] = item_effect(rules, item, self.facts.get(item))
+        return cache
 
     def name_of(self, key: int) -> str | None:
         """The id of a pinned item (which the model may not know) by its key."""
@@ -263,13 +260,13 @@ class RuleBook:
     ) -> list[Ranked]:
         """Each user's list of ``k`` under the rules, from the model's pool; ``seen``: each user's item keys."""
         assert self.file is not None
-        rules, pins, facts, effect = self.file.rules, self.pins(), self.facts, self._effect()
+        rules, pins, facts, effects = self.file.rules, self.pins(), self.facts, self.effects_of(ranked)
         out = []
         for user, user_seen, r in zip(users, seen, ranked):
             pinnable: Mapping[str, int] = {}
             if pins:
                 have = set(user_seen.tolist())
                 pinnable = {i: key for i, key in pins.items() if key not in have and not blocked(key)}
-            got = apply_rules(rules, self.attrs.get(user, {}), Listed(*r), facts, pinnable, now, k, effect)
+            got = apply_rules(rules, self.attrs.get(user, {}), Listed(*r), facts, pinnable, now, k, effects)
             out.append(Ranked(got.items, got.scores, got.keys))
         return out
