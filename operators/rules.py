@@ -189,14 +189,21 @@ class RuleBook:
         have = have[p.keys[at[have], 0] >= 0]
         if not have.size:
             return out
-        keys, scores = p.keys[at[have]], p.scores[at[have]].astype(np.float64).round(6)
-        dense = state.dense(keys.ravel()).reshape(keys.shape)
+        keys = p.keys[at[have]]
+        dense = state.dense(keys.ravel())
         keep = dense >= 0
         if blocked.size:
             keep &= ~np.isin(dense, blocked)
         names = state.names
-        for i, d, s, key, kept in zip(have.tolist(), dense, scores, keys, keep):
-            out[i] = Ranked([names[j] for j in d[kept].tolist()], s[kept].tolist(), key[kept].tolist())
+        # flat, then cut per user: one pass over every item of the pools, not a few numpy calls per user
+        item_names = [names[j] for j in dense[keep].tolist()]
+        scores = p.scores[at[have]].ravel()[keep].astype(np.float64).round(6).tolist()
+        item_keys = keys.ravel()[keep].tolist()
+        ends = np.cumsum(keep.reshape(keys.shape).sum(axis=1)).tolist()
+        start = 0
+        for i, end in zip(have.tolist(), ends):
+            out[i] = Ranked(item_names[start:end], scores[start:end], item_keys[start:end])
+            start = end
         return out
 
     def learn_users(self, facts: UserFacts, mine: Callable[[str], bool]) -> None:

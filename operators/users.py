@@ -41,7 +41,7 @@ from state.journal import Journal, Manifest
 
 log = logging.getLogger(__name__)
 
-_RERANK_TICK_S = 0.05  # between background re-rank batches after a rules change
+_RERANK_TICK_S = 0.025  # between background re-rank batches after a rules change
 _RERANK_LATE_S = 0.02  # a re-rank tick this late halves the next batch
 _RERANK_LAG_S = 0.05  # ... and so do events this old (Kafka timestamp to the shard) in the last batch
 _RERANK_MIN = 16  # users per re-rank batch at least
