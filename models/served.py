@@ -23,6 +23,9 @@ class ServedLists:
     >>> s.record([0, 1], ["ann", "bob"], [Ranked(["x", "y"], [0.9, 0.5], [10, 20]), Ranked(["z"], [0.7], [30])], 5.0)
     >>> s.keys[0, :2].tolist(), float(s.event_ts[1])
     ([10, 20], 5.0)
+    >>> same, other = Ranked(["x", "y"], [0.9, 0.5], [10, 20]), Ranked(["z"], [0.6], [30])
+    >>> s.unchanged([0, 1, 2], [same, other, other]).tolist()  # row 2: nothing stored
+    [True, False, False]
     >>> [(owner, lst.keys, lst.scores) for owner, lst, ts in s.without(np.array([10]))]
     [('ann', [20], [0.5])]
     """
@@ -57,6 +60,25 @@ class ServedLists:
             self.scores[row, :n] = lst.scores[:n]
             self.event_ts[row] = ts
             self.owners[row] = owner
+
+    def unchanged(self, rows: Sequence[int], lists: Sequence[Ranked]) -> np.ndarray:
+        """For each row, whether its list in ``lists`` is the one stored (keys, and scores to float32)."""
+        at = np.array(rows, dtype=np.int64)
+        out = np.zeros(at.shape[0], dtype=np.bool_)
+        have = np.flatnonzero(at < self.keys.shape[0])
+        if not have.size:
+            return out
+        w = self.width
+        lens = np.array([min(len(lists[i].keys), w) for i in have.tolist()], dtype=np.int64)
+        filled = np.arange(w) < lens[:, None]  # row-major, as the lists are concatenated
+        keys = np.full((have.shape[0], w), -1, dtype=np.int64)
+        keys[filled] = [key for i in have.tolist() for key in lists[i].keys[:w]]
+        scores = np.zeros((have.shape[0], w), dtype=np.float32)
+        scores[filled] = [x for i in have.tolist() for x in lists[i].scores[:w]]
+        rows_at = at[have]
+        same = (keys == self.keys[rows_at]).all(axis=1) & ((scores == self.scores[rows_at]) | ~filled).all(axis=1)
+        out[have] = same
+        return out
 
     def without(self, items: np.ndarray) -> list[tuple[str, Ranked, float]]:
         """Every stored list holding one of the item keys ``items``, as ``(owner, list without them, event time)``.

@@ -303,6 +303,10 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
         if seq is not None and kind == "event":
             newest = max((max(item.source_ts) for item in items if item.source_ts), default=now)
             self._behind = now - newest > _BEHIND_S
+        if kind == "rules":  # a list the new rules leave as it was is not written again
+            changed = np.flatnonzero(~self._lists.unchanged(rows, ranked)).tolist()
+            items, rows = [items[i] for i in changed], [rows[i] for i in changed]
+            users, ranked = [users[i] for i in changed], [ranked[i] for i in changed]
         self._lists.record_each(rows, users, ranked, [item.event_ts for item in items])
         writes = []
         for item, user, r in zip(items, users, ranked):
