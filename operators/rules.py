@@ -163,7 +163,7 @@ class RuleBook:
         return POOL * k if self.active else k
 
     def remember(self, rows: Sequence[int], users: Sequence[str], pools: Sequence[Ranked], k: int) -> None:
-        """The model's pools of users just ranked for lists of ``k``; ranked without rules, their pools are dropped."""
+        """Keep the model's pools of users just ranked for lists of ``k``; with no rules in force, drop all pools."""
         if not rows:
             return
         if not self.active:
@@ -178,7 +178,8 @@ class RuleBook:
         """The kept pools of users ``rows`` without the ``blocked`` dense items; None for a user with none kept.
 
         A user ranked since the ranker started has one (a restart ranks
-        the others with the model). Scores come back as they were written.
+        the others with the model). Scores come back as they were written
+        (kept as float32, rounded again to six decimals).
         """
         out: list[Ranked | None] = [None] * len(rows)
         p = self._pools
