@@ -1,8 +1,15 @@
 """``freshrec bench --catalogue``: large catalogues, two-stage ranking against exact, on the production paths.
 
-For each catalogue size (10k, 100k and 1M items by default) of the
-synthetic stream (100k users, Zipf 0.6 item popularity, so that a
-warm-up of twice as many events as items shows about 74% of the items):
+For each catalogue size (10k, 100k and 1M items by default; ``--quick``:
+10k and 100k) of the synthetic stream (100k users, Zipf 0.6 item
+popularity). Every size is warmed with the same stream: as many events as
+the largest catalogue needs (twice as many events as its items, which
+shows about 74% of them), the item ids drawn from each size's catalogue.
+The users then carry the same history (20 events each) at every size, so
+the sizes differ in the catalogue alone. A warm-up in proportion to each
+catalogue would leave the 10k stage's users with 0.2 events each, most of
+the backlog their first, and its cost per event would measure short
+histories, not a small catalogue (``bench/RESULTS.md``, 2026-12-07):
 
 In-process, on the model classes the flow runs (``models/``), the index
 kept the production way (built in the background, new items inserted):
@@ -67,7 +74,7 @@ class CataloguePlan:
     """Sizes of a catalogue run."""
 
     sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)
-    warm_factor: float = 2.0  # warm-up events per item
+    warm_factor: float = 2.0  # warm-up events per item of the largest size; every size gets the same
     after_events: int = 20_000  # events between the last build and the recall measurement
     sample_users: int = 1000
     hr_events: int = 10_000
@@ -77,8 +84,15 @@ class CataloguePlan:
     @classmethod
     def make(cls, quick: bool) -> CataloguePlan:
         if quick:
-            return cls(warm_factor=1.2, after_events=10_000, hr_events=3000, backlog=20_000, rebuild_stage_s=60.0)
+            return cls(
+                sizes=(10_000, 100_000), after_events=10_000, hr_events=3000, backlog=20_000, rebuild_stage_s=60.0
+            )
         return cls()
+
+    @property
+    def warm(self) -> int:
+        """Warm-up events, the same at every size."""
+        return int(self.warm_factor * max(self.sizes))
 
 
 def stream(items: int, events: int, seed: int) -> SyntheticConfig:
@@ -93,7 +107,7 @@ def in_process(items: int, plan: CataloguePlan, config: ModelConfig | None = Non
     """Recall, prequential HR@10 of both paths, and the index, on the model classes the flow runs."""
     cfg = replace(config or ModelConfig(), exact_max_items=min((config or ModelConfig()).exact_max_items, items // 2))
     m = Recommender(cfg)
-    warm = int(plan.warm_factor * items)
+    warm = plan.warm
     t0 = time.perf_counter()
     for e in synthetic_events(stream(items, warm, seed=1)):
         m.learn(e)
@@ -183,7 +197,7 @@ def through_flow(items: int, plan: CataloguePlan, kafka: str, redis_url: str, wo
     """Drain rate after the warm-up, and freshness at 1,000 events/s while the index is rebuilt."""
     tag = uuid.uuid4().hex[:8]
     topic, ns = f"catalogue.{tag}", f"cat{tag}"
-    warm = int(plan.warm_factor * items)
+    warm = plan.warm
     _say(f"{items:,} items: producing {warm:,} warm-up and {plan.backlog:,} backlog events")
     _produce(kafka, topic, stream(items, warm + plan.backlog, seed=1))
     extra = ("--recovery-dir", str(workdir / f"recovery-{tag}"), "--snapshot-interval-s", "5")
@@ -271,7 +285,7 @@ def switch_point(sizes: list[int], repeat: int, config: ModelConfig | None = Non
     users of the same model); the figure is the median of the paired
     ratios exact / two-stage.
     """
-    plan = CataloguePlan(warm_factor=2.0, after_events=5000, sample_users=1000, hr_events=500)
+    plan = CataloguePlan(sizes=tuple(sizes), warm_factor=2.0, after_events=5000, sample_users=1000, hr_events=500)
     rows = []
     for items in sizes:
         ratios, two, exact = [], [], []
