@@ -155,6 +155,7 @@ def in_process(items: int, plan: CataloguePlan, config: ModelConfig | None = Non
     return {
         "items": items,
         "items_seen": len(m.learner.state),
+        "warm_up_events": warm,
         "two_stage_in_production": len(m.learner.state) > (config or ModelConfig()).exact_max_items,
         "recall_at_20": round(float(recall), 4),
         "index_recall_at_20": round(float(index_recall), 4),

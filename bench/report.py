@@ -233,8 +233,9 @@ def _core_lines(res: dict) -> list[str]:
 
 def _catalogue_lines(rows: list[dict]) -> list[str]:
     header = [
-        "Large catalogues (bench/catalogue.py): synthetic stream, 100k users, Zipf 0.6; recall and HR in-process",
-        "on the flow's model classes, events/s and freshness through the real flow.",
+        "Large catalogues (bench/catalogue.py): synthetic stream, 100k users, Zipf 0.6, every size warmed with",
+        f"the same {rows[0].get('warm_up_events', 0):,} events; recall and HR in-process on the flow's model classes,",
+        "events/s and freshness through the real flow.",
         "",
         "| items (seen) | events/s | recall@20 | index recall@20 | HR@10 two-stage / exact "
         "| us per user two-stage / exact | lists without an index query | index build / MB "
