@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from dataclasses import replace
 
@@ -124,6 +126,39 @@ def test_new_items_are_inserted_in_the_background_while_queries_go_on() -> None:
     exact = np.argsort(-(factors[-200:] @ factors.T), axis=1)[:, :10]
     found = index.query(factors[-200:], 30)
     assert np.mean([len(set(f.tolist()) & set(e.tolist())) / 10 for f, e in zip(found, exact)]) >= 0.9
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux's idle scheduling class")
+def test_a_build_runs_in_the_idle_class_and_the_inserter_nice(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The build gives way to the event path at once; the inserter, which holds the lock
+    # queries take, stays in the normal class (nice), so a busy core cannot hold it off.
+    seen: dict[str, tuple[int, int]] = {}
+    build, insert = ItemIndex.build, ItemIndex.insert
+
+    def where() -> tuple[int, int]:
+        return os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def watched_build(*args: object, **kw: object) -> ItemIndex:
+        seen["build"] = where()
+        return build(*args, **kw)  # type: ignore[arg-type]
+
+    def watched_insert(self: ItemIndex, factors: np.ndarray, budget_s: float) -> int:
+        seen["insert"] = where()
+        return insert(self, factors, budget_s)
+
+    monkeypatch.setattr(ItemIndex, "build", watched_build)
+    monkeypatch.setattr(ItemIndex, "insert", watched_insert)
+    factors = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
+    index = BackgroundIndex(m=8, ef_construction=50, ef=32, rebuild_s=1e9, seed=0)
+    index.poll(factors[:200], changed=False)
+    index.wait()
+    index.poll(factors, changed=False)  # swaps the build in, wakes the inserter for the 100 new items
+    deadline = time.monotonic() + 30
+    while "insert" not in seen and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert seen["build"][0] == os.SCHED_IDLE
+    assert seen["insert"] == (os.SCHED_OTHER, 10)
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the caller's own thread is untouched
 
 
 @pytest.mark.parametrize("items", [300, 1500])
