@@ -244,9 +244,10 @@ def _idle() -> None:
     A nice thread still takes its weighted share of a core that the event
     path, the broker or Redis wants, and keeps it for a time slice when one
     of them wakes; an idle-class thread gives way at once. At 1,000
-    events/s with a 1M-item index rebuilt, freshness p99 was about a third
-    lower than with nice 10, and a build took about 1.3 times as long
-    (``bench/RESULTS.md``, 2026-12-07). Where there is no idle class, nice.
+    events/s with a 1M-item index rebuilt, freshness p99 read 1.51 times
+    lower than with nice 10 (median of three alternated pairs), and a build
+    took 1.36 times as long (``bench/RESULTS.md``, 2026-12-07). Where there
+    is no idle class, nice.
     """
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # 0: the calling thread
