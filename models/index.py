@@ -25,19 +25,26 @@ Rebuilt rather than updated, the ``ip`` graph does not decay.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 
 import hnswlib
 import numpy as np
 
-_CHUNK = 32768  # rows copied or inserted per step of a build
+log = logging.getLogger(__name__)
+
+_CHUNK = 32768  # rows copied per step of a build
+_ADD_CHUNK = 4096  # rows inserted per step of a build (between steps, the build checks it is not starved)
 _INSERT = 4  # new items inserted per step of ItemIndex.insert (each costs tens to hundreds of us)
 _HEADROOM = 1.25  # capacity of a build over the items it indexes
 _INSERT_HOLD_S = 0.001  # the inserter holds the index (queries wait) at most about this long at a time
 _INSERT_DUTY = 0.5  # most share of a core the inserter takes
 _NICE = 10  # the inserter's niceness (Linux: per thread); a build runs in the idle class where there is one
+_STARVED = 4.0  # a build in the idle class that gets under 1/_STARVED of the time it has run ...
+_STARVED_AFTER_S = 2.0  # ... for at least this long goes on at _NICE
 DUTY = 0.25  # most share of a core the background builds take, on average
 
 
@@ -64,7 +71,15 @@ class ItemIndex:
         self.build_s = build_s
 
     @classmethod
-    def build(cls, factors: np.ndarray, m: int, ef_construction: int, ef: int, seed: int) -> ItemIndex:
+    def build(
+        cls,
+        factors: np.ndarray,
+        m: int,
+        ef_construction: int,
+        ef: int,
+        seed: int,
+        step: Callable[[], object] | None = None,
+    ) -> ItemIndex:
         """Index the rows of ``factors``; run it in a background thread.
 
         ``factors`` may be the live matrix: it is copied in slices of
@@ -72,6 +87,7 @@ class ItemIndex:
         (a million rows copied at once would hold it for tens of ms). A
         row the owner rewrites meanwhile may be indexed half old, half
         new: candidates are scored again with the current factors.
+        ``step`` is called after each ``_ADD_CHUNK`` rows inserted.
         """
         t0 = time.perf_counter()
         n, dim = factors.shape
@@ -83,8 +99,10 @@ class ItemIndex:
         capacity = max(int(n * _HEADROOM), n + 1024)  # room for the items added until the next build
         index.init_index(max_elements=capacity, ef_construction=ef_construction, M=m, random_seed=seed)
         index.set_num_threads(1)
-        for lo in range(0, n, _CHUNK):  # hnswlib releases the GIL while it inserts
-            index.add_items(data[lo : lo + _CHUNK], np.arange(lo, min(lo + _CHUNK, n)))
+        for lo in range(0, n, _ADD_CHUNK):  # hnswlib releases the GIL while it inserts
+            index.add_items(data[lo : lo + _ADD_CHUNK], np.arange(lo, min(lo + _ADD_CHUNK, n)))
+            if step is not None:
+                step()
         index.set_ef(ef)
         return cls(index, n, ef, time.perf_counter() - t0)
 
@@ -220,8 +238,9 @@ class BackgroundIndex:
         self.building_since = self._started_at
 
         def run() -> None:
-            _idle()
-            self._result = ItemIndex.build(factors, self.m, self.ef_construction, self.ef, self.seed)
+            self._result = ItemIndex.build(
+                factors, self.m, self.ef_construction, self.ef, self.seed, step=IdleUnlessStarved()
+            )
 
         self._thread = threading.Thread(target=run, name="freshrec-index-build", daemon=True)
         self._thread.start()
@@ -235,10 +254,44 @@ class BackgroundIndex:
 def _nice() -> None:
     """Lower this thread's CPU priority: Linux schedules threads as tasks, so it yields to the event path."""
     with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))  # the normal class (from the idle one)
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _NICE)
 
 
-def _idle() -> None:
+class IdleUnlessStarved:
+    """Run the calling thread in the idle class (:func:`_idle`); call it now and then to check it is not starved.
+
+    An idle-class thread gets almost nothing while normal threads keep
+    every core busy (two flows draining on two cores), and a build that
+    never ends leaves ever more items outside the index. So once the
+    thread has had less than ``1/_STARVED`` of the time it has run, for at
+    least ``_STARVED_AFTER_S``, it goes on in the normal class at nice 10,
+    and one log line says so.
+    """
+
+    def __init__(self) -> None:
+        self.idle = _idle()
+        self._t0, self._cpu0 = time.perf_counter(), time.thread_time()
+
+    def __call__(self) -> bool:
+        """Check (on the thread itself); whether it is still in the idle class."""
+        if self.idle:
+            self.check(time.perf_counter() - self._t0, time.thread_time() - self._cpu0)
+        return self.idle
+
+    def check(self, wall_s: float, cpu_s: float) -> None:
+        if wall_s >= _STARVED_AFTER_S and wall_s > _STARVED * cpu_s:
+            _nice()
+            self.idle = False
+            log.info(
+                "index build: %.0f%% of a core in the idle class over %.1f s; it goes on at nice %d",
+                100 * cpu_s / wall_s,
+                wall_s,
+                _NICE,
+            )
+
+
+def _idle() -> bool:
     """Put this thread in Linux's idle class (``SCHED_IDLE``): it runs on what the other threads leave of a core.
 
     A nice thread still takes its weighted share of a core that the event
@@ -247,9 +300,11 @@ def _idle() -> None:
     events/s with a 1M-item index rebuilt, freshness p99 read 1.51 times
     lower than with nice 10 (median of three alternated pairs), and a build
     took 1.36 times as long (``bench/RESULTS.md``, 2026-12-07). Where there
-    is no idle class, nice.
+    is no idle class, nice (and False).
     """
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # 0: the calling thread
     except (OSError, AttributeError):
         _nice()
+        return False
+    return True

@@ -12,7 +12,7 @@ import pytest
 
 from models import ModelConfig, Recommender
 from models.ids import item_key
-from models.index import BackgroundIndex, ItemIndex
+from models.index import BackgroundIndex, IdleUnlessStarved, ItemIndex
 from operators.synthetic import SyntheticConfig, synthetic_events
 
 
@@ -159,6 +159,31 @@ def test_a_build_runs_in_the_idle_class_and_the_inserter_nice(monkeypatch: pytes
     assert seen["build"][0] == os.SCHED_IDLE
     assert seen["insert"] == (os.SCHED_OTHER, 10)
     assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the caller's own thread is untouched
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux's idle scheduling class")
+def test_a_build_starved_in_the_idle_class_goes_on_at_nice_10() -> None:
+    seen: dict[str, tuple[bool, int, int]] = {}
+
+    def where(guard: IdleUnlessStarved) -> tuple[bool, int, int]:
+        return guard.idle, os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def run() -> None:
+        guard = IdleUnlessStarved()
+        seen["start"] = where(guard)
+        guard.check(wall_s=1.0, cpu_s=0.0)  # too soon to tell
+        seen["soon"] = where(guard)
+        guard.check(wall_s=10.0, cpu_s=3.0)  # 30% of a core: fed
+        seen["fed"] = where(guard)
+        guard.check(wall_s=10.0, cpu_s=2.0)  # 20%: starved
+        seen["starved"] = where(guard)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    idle = (True, os.SCHED_IDLE, 0)
+    assert seen["start"] == seen["soon"] == seen["fed"] == idle
+    assert seen["starved"] == (False, os.SCHED_OTHER, 10)
 
 
 @pytest.mark.parametrize("items", [300, 1500])
