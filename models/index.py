@@ -238,9 +238,8 @@ class BackgroundIndex:
         self.building_since = self._started_at
 
         def run() -> None:
-            self._result = ItemIndex.build(
-                factors, self.m, self.ef_construction, self.ef, self.seed, step=IdleUnlessStarved()
-            )
+            starved = IdleUnlessStarved()  # made here: it moves this (the build's) thread to the idle class
+            self._result = ItemIndex.build(factors, self.m, self.ef_construction, self.ef, self.seed, step=starved)
 
         self._thread = threading.Thread(target=run, name="freshrec-index-build", daemon=True)
         self._thread.start()
@@ -253,8 +252,9 @@ class BackgroundIndex:
 
 def _nice() -> None:
     """Lower this thread's CPU priority: Linux schedules threads as tasks, so it yields to the event path."""
-    with contextlib.suppress(OSError, AttributeError):
+    with contextlib.suppress(OSError, AttributeError):  # no scheduling classes outside Linux: nice still applies
         os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))  # the normal class (from the idle one)
+    with contextlib.suppress(OSError, AttributeError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _NICE)
 
 
@@ -297,8 +297,9 @@ def _idle() -> bool:
     A nice thread still takes its weighted share of a core that the event
     path, the broker or Redis wants, and keeps it for a time slice when one
     of them wakes; an idle-class thread gives way at once. At 1,000
-    events/s with a 1M-item index rebuilt, freshness p99 read 1.51 times
-    lower than with nice 10 (median of three alternated pairs), and a build
+    events/s with a 1M-item index rebuilt, the median of 10-s freshness
+    p99s read 1.51 times lower than with nice 10 (three alternated pairs,
+    builds back to back), and a build
     took 1.36 times as long (``bench/RESULTS.md``, 2026-12-07). Where there
     is no idle class, nice (and False).
     """
