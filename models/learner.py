@@ -14,7 +14,7 @@ import numpy as np
 from models.config import ModelConfig
 from models.ids import KeyIndex
 from models.items import Events, ItemDelta, ItemState
-from models.packing import strings, unstrings
+from models.packing import packed_names, unstrings
 from models.users import LearnBatch, LearnInput
 
 
@@ -186,7 +186,7 @@ class ItemLearner:
         s = self.state
         n = len(s)
         sample = s.cooc.rows[: n : max(1, n // 1000)]  # about 1,000 rows
-        entries = sum(r.n for r in sample) / len(sample) if sample else 0.0
+        entries = sum([len(r.idx) for r in sample]) / len(sample) if sample else 0.0
         return int(8 * s.mf.n_factors + 16 * entries + 64)
 
     def delta(self) -> dict[str, np.ndarray]:
@@ -194,9 +194,10 @@ class ItemLearner:
         n = len(s)
         first, self._j_first = self._j_first, n
         new = np.arange(first, n)  # their rows as drawn (and changed since): a restore does not redraw them
-        items, pop = np.union1d(_sorted(self._j_items), new), _sorted(self._j_pop)
+        items, pop = _sorted(self._j_items), _sorted(self._j_pop)
+        items = np.concatenate([items[items < first], new])  # sorted, once each (np.union1d took 6 ms at 1M items)
         self._j_items, self._j_pop = set(), set()
-        out = {"first": np.array(first), "keys": s.keys.view()[first:n].copy(), **_names(s.names[first:n])}
+        out = {"first": np.array(first), "keys": s.keys.view()[first:n].copy(), **packed_names(s.names[first:n])}
         out.update({"f/rows": items, "f/items": s.mf.items.data[items]})
         out["h/n"], out["h/log"], out["h/change"] = s.mf.take_log()
         out.update({"h/rows": new, "h/history": s.mf.history_factors.data[new]})
@@ -209,7 +210,7 @@ class ItemLearner:
     def slice(self, lo: int, hi: int) -> dict[str, np.ndarray]:
         s = self.state
         rows = np.arange(lo, hi)
-        out = {"keys": s.keys.view()[lo:hi].copy(), **_names(s.names[lo:hi])}
+        out = {"keys": s.keys.view()[lo:hi].copy(), **packed_names(s.names[lo:hi])}
         out.update(self._factor_rows(rows))
         out.update({f"co/{k}": v for k, v in s.cooc.export(rows).items()})
         pop_n = min(hi, s.pop.raw().shape[0])
@@ -307,8 +308,3 @@ def _sorted(rows: set[int]) -> np.ndarray:
     out = np.fromiter(rows, dtype=np.int64, count=len(rows))
     out.sort()
     return out
-
-
-def _names(names: list[str]) -> dict[str, np.ndarray]:
-    lens, data = strings(names)
-    return {"name_len": lens, "name": data}

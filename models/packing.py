@@ -12,7 +12,7 @@ def ragged(rows: list[np.ndarray], dtype: type = np.int64) -> tuple[np.ndarray, 
     >>> lens.tolist(), vals.tolist(), [r.tolist() for r in unragged(lens, vals)]
     ([2, 0, 1], [1, 2, 3], [[1, 2], [], [3]])
     """
-    lens = np.fromiter((r.shape[0] for r in rows), dtype=np.int64, count=len(rows))
+    lens = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
     vals: np.ndarray = np.concatenate(rows).astype(dtype, copy=False) if rows else np.zeros(0, dtype=dtype)
     return lens, vals
 
@@ -28,8 +28,14 @@ def strings(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     ['a', '', 'ünï']
     """
     encoded = [n.encode("utf-8", "surrogatepass") for n in names]
-    lens = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
+    lens = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
     return lens, np.frombuffer(b"".join(encoded), dtype=np.uint8)
+
+
+def packed_names(names: list[str]) -> dict[str, np.ndarray]:
+    """:func:`strings` as a snapshot's ``name_len`` and ``name`` arrays."""
+    lens, data = strings(names)
+    return {"name_len": lens, "name": data}
 
 
 def unstrings(lens: np.ndarray, data: np.ndarray) -> list[str]:

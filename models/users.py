@@ -9,6 +9,7 @@ the ranker what ranking needs (:class:`UserView`).
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -18,7 +19,7 @@ from models.arrays import grow
 from models.config import ModelConfig
 from models.event import Event
 from models.ids import EMPTY, IdMap, item_key
-from models.packing import ragged, strings, unragged, unstrings
+from models.packing import packed_names, ragged, unragged, unstrings
 
 
 class LearnInput(NamedTuple):
@@ -87,7 +88,7 @@ class UserTable:
         # Since the last checkpoint (state/journal.py): rows whose recent or
         # seen_n changed, and the (row, key) pairs appended to seen rings.
         self.dirty = np.zeros(0, dtype=np.bool_)
-        self.appended: list[tuple[int, int]] = []
+        self.appended = (array("q"), array("q"))
         self._journaled = 0  # users at the last checkpoint
 
     def __len__(self) -> int:
@@ -126,7 +127,8 @@ class UserTable:
         if n and key in ring[: min(n, ring.shape[0])]:
             return
         self._append_seen(u, key)
-        self.appended.append((u, key))
+        self.appended[0].append(u)
+        self.appended[1].append(key)
 
     def _append_seen(self, u: int, key: int) -> None:
         """Append to ring ``u``: it doubles up to seen_cap, then the oldest is overwritten."""
@@ -162,21 +164,21 @@ class UserTable:
         rows = np.flatnonzero(self.dirty[:n])
         self.dirty[:n] = False
         first, self._journaled = self._journaled, n
-        added = self.appended
-        self.appended = []
+        added_rows, added_keys = self.appended
+        self.appended = (array("q"), array("q"))
         return {
             "first": np.array(first),
-            **_names(self.users.names[first:n]),
+            **packed_names(self.users.names[first:n]),
             "rows": rows,
             "recent": self.recent[rows],
-            "seen_row": np.array([u for u, _ in added], dtype=np.int64),
-            "seen_key": np.array([k for _, k in added], dtype=np.int64),
+            "seen_row": np.frombuffer(added_rows, np.int64),
+            "seen_key": np.frombuffer(added_keys, np.int64),
         }
 
     def slice(self, lo: int, hi: int) -> dict[str, np.ndarray]:
         lens, vals = ragged(self.seen[lo:hi])
         return {
-            **_names(self.users.names[lo:hi]),
+            **packed_names(self.users.names[lo:hi]),
             "recent": self.recent[lo:hi],
             "seen_n": self.seen_n[lo:hi],
             "seen_len": lens,
@@ -221,8 +223,3 @@ class UserTable:
         if len(have) < first + len(names):
             have.extend([""] * (first + len(names) - len(have)))
         have[first : first + len(names)] = names
-
-
-def _names(names: list[str]) -> dict[str, np.ndarray]:
-    lens, data = strings(names)
-    return {"name_len": lens, "name": data}
