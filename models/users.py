@@ -88,7 +88,7 @@ class UserTable:
         # Since the last checkpoint (state/journal.py): rows whose recent or
         # seen_n changed, and the (row, key) pairs appended to seen rings.
         self.dirty = np.zeros(0, dtype=np.bool_)
-        self.appended = (array("q"), array("q"))
+        self.appended_rows, self.appended_keys = array("q"), array("q")
         self._journaled = 0  # users at the last checkpoint
 
     def __len__(self) -> int:
@@ -127,8 +127,8 @@ class UserTable:
         if n and key in ring[: min(n, ring.shape[0])]:
             return
         self._append_seen(u, key)
-        self.appended[0].append(u)
-        self.appended[1].append(key)
+        self.appended_rows.append(u)
+        self.appended_keys.append(key)
 
     def _append_seen(self, u: int, key: int) -> None:
         """Append to ring ``u``: it doubles up to seen_cap, then the oldest is overwritten."""
@@ -164,8 +164,8 @@ class UserTable:
         rows = np.flatnonzero(self.dirty[:n])
         self.dirty[:n] = False
         first, self._journaled = self._journaled, n
-        added_rows, added_keys = self.appended
-        self.appended = (array("q"), array("q"))
+        added_rows, added_keys = self.appended_rows, self.appended_keys
+        self.appended_rows, self.appended_keys = array("q"), array("q")
         return {
             "first": np.array(first),
             **packed_names(self.users.names[first:n]),
