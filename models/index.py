@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import resource
 import threading
 import time
 from collections.abc import Callable
@@ -36,8 +37,6 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-_CHUNK = 32768  # rows copied per step of a build
-_ADD_CHUNK = 4096  # rows inserted per step of a build (between steps, the build checks it is not starved)
 _INSERT = 4  # new items inserted per step of ItemIndex.insert (each costs tens to hundreds of us)
 _HEADROOM = 1.25  # capacity of a build over the items it indexes
 _INSERT_HOLD_S = 0.001  # the inserter holds the index (queries wait) at most about this long at a time
@@ -78,31 +77,26 @@ class ItemIndex:
         ef_construction: int,
         ef: int,
         seed: int,
-        step: Callable[[], object] | None = None,
+        before_insert: Callable[[], object] | None = None,
     ) -> ItemIndex:
-        """Index the rows of ``factors``; run it in a background thread.
+        """Index the rows of float32 ``factors``; run it in a background thread.
 
-        ``factors`` may be the live matrix: it is copied in slices of
-        ``_CHUNK`` rows, so the owner's thread gets the GIL between slices
-        (a million rows copied at once would hold it for tens of ms). A
-        row the owner rewrites meanwhile may be indexed half old, half
-        new: candidates are scored again with the current factors.
-        ``step`` is called after each ``_ADD_CHUNK`` rows inserted.
+        ``factors`` may be the live matrix: hnswlib copies each row as it
+        inserts it, all rows in one call with the GIL released, so the
+        owner's thread runs meanwhile. A row the owner rewrites then may be
+        indexed old or new: candidates are scored again with the current
+        factors. Only the allocation (about 25 ms for 1.25M rows) and the
+        return hold the GIL. ``before_insert`` is called between the two
+        (:class:`BackgroundIndex` moves the thread to the idle class there).
         """
         t0 = time.perf_counter()
         n, dim = factors.shape
-        data = np.empty((n, dim), dtype=np.float32)
-        for lo in range(0, n, _CHUNK):
-            data[lo : lo + _CHUNK] = factors[lo : lo + _CHUNK]
-            time.sleep(0)  # let the owner's thread run
         index = hnswlib.Index(space="ip", dim=dim)
         capacity = max(int(n * _HEADROOM), n + 1024)  # room for the items added until the next build
         index.init_index(max_elements=capacity, ef_construction=ef_construction, M=m, random_seed=seed)
-        index.set_num_threads(1)
-        for lo in range(0, n, _ADD_CHUNK):  # hnswlib releases the GIL while it inserts
-            index.add_items(data[lo : lo + _ADD_CHUNK], np.arange(lo, min(lo + _ADD_CHUNK, n)))
-            if step is not None:
-                step()
+        if before_insert is not None:
+            before_insert()
+        index.add_items(np.ascontiguousarray(factors, dtype=np.float32), num_threads=1)  # labels 0..n-1
         index.set_ef(ef)
         return cls(index, n, ef, time.perf_counter() - t0)
 
@@ -166,6 +160,7 @@ class BackgroundIndex:
         self.builds = 0
         self.building_since: float | None = None
         self._thread: threading.Thread | None = None
+        self._guard = IdleUnlessStarved()  # the running build's
         self._result: ItemIndex | None = None
         self._started_at = 0.0
         self._finished_at = -float("inf")
@@ -187,7 +182,9 @@ class BackgroundIndex:
     def poll(self, factors: np.ndarray, changed: bool) -> bool:
         """Swap in a finished build, hand the inserter ``factors``, start the next build if due. True when swapped."""
         swapped = False
-        if self._thread is not None and not self._thread.is_alive():
+        if self._thread is not None and self._thread.is_alive():
+            self._guard()
+        elif self._thread is not None:
             self._thread = None
             self.building_since = None
             self._finished_at = time.monotonic()
@@ -208,7 +205,7 @@ class BackgroundIndex:
 
     def _insert_loop(self) -> None:
         """The inserter: wait to be woken, then insert what is outside the current index, a step at a time."""
-        _nice()  # not the idle class: it holds the lock queries take, and a busy core could hold it off for long
+        _nice(threading.get_native_id())  # not the idle class: it holds the lock queries take (and the GIL)
         while True:
             self._wake.wait()
             self._wake.clear()
@@ -236,10 +233,12 @@ class BackgroundIndex:
     def _start(self, factors: np.ndarray) -> None:
         self._started_at = time.monotonic()
         self.building_since = self._started_at
+        guard = self._guard = IdleUnlessStarved()
 
         def run() -> None:
-            starved = IdleUnlessStarved()  # made here: it moves this (the build's) thread to the idle class
-            self._result = ItemIndex.build(factors, self.m, self.ef_construction, self.ef, self.seed, step=starved)
+            self._result = ItemIndex.build(
+                factors, self.m, self.ef_construction, self.ef, self.seed, before_insert=guard.enter
+            )
 
         self._thread = threading.Thread(target=run, name="freshrec-index-build", daemon=True)
         self._thread.start()
@@ -250,38 +249,73 @@ class BackgroundIndex:
             self._thread.join()
 
 
-def _nice() -> None:
-    """Lower this thread's CPU priority: Linux schedules threads as tasks, so it yields to the event path."""
-    with contextlib.suppress(OSError, AttributeError):  # no scheduling classes outside Linux: nice still applies
-        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))  # the normal class (from the idle one)
+def _nice(tid: int) -> None:
+    """Lower thread ``tid``'s CPU priority (Linux schedules threads as tasks), out of the idle class if it is in it."""
     with contextlib.suppress(OSError, AttributeError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _NICE)
+        os.setpriority(os.PRIO_PROCESS, tid, _NICE)  # first: leaving the idle class is allowed at a nice in RLIMIT_NICE
+    with contextlib.suppress(OSError, AttributeError):  # no scheduling classes outside Linux: nice still applies
+        os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+
+
+def _may_leave_idle() -> bool:
+    """Whether a thread put in the idle class could be watched and moved back out (Linux: root, or RLIMIT_NICE)."""
+    if not hasattr(os, "SCHED_IDLE") or not hasattr(time, "pthread_getcpuclockid"):
+        return False
+    if os.geteuid() == 0:
+        return True
+    soft, _ = resource.getrlimit(resource.RLIMIT_NICE)
+    return soft == resource.RLIM_INFINITY or soft >= 20 - _NICE
 
 
 class IdleUnlessStarved:
-    """Run the calling thread in the idle class (:func:`_idle`); call it now and then to check it is not starved.
+    """A build thread's place: the idle class while hnswlib inserts, nice 10 if that starves it.
+
+    The build thread calls :meth:`enter` once the index is allocated:
+    from there it holds the GIL only to return. An idle-class thread gives
+    way at once to any normal one (:data:`DUTY`'s cost is then spent on
+    what the event path, the broker and Redis leave of the cores); at
+    1,000 events/s with a 1M-item index rebuilt, the median of 10-s
+    freshness p99s read 1.51 times lower than with nice 10 (three
+    alternated pairs, ``bench/RESULTS.md``, 2026-12-07). What holds the
+    GIL runs in the normal class: a thread preempted while it holds it
+    stalls every other Python thread, the event path first.
 
     An idle-class thread gets almost nothing while normal threads keep
     every core busy (two flows draining on two cores), and a build that
-    never ends leaves ever more items outside the index. So once the
-    thread has had less than ``1/_STARVED`` of the time it has run, for at
-    least ``_STARVED_AFTER_S``, it goes on in the normal class at nice 10,
-    and one log line says so.
+    never ends leaves ever more items outside the index. So the owner
+    calls the guard now and then (:meth:`BackgroundIndex.poll`): once the
+    build has had less than ``1/_STARVED`` of the time it has run, for at
+    least ``_STARVED_AFTER_S``, it goes on at nice 10, and one log line
+    says so. Where there is no idle class, or a thread could not be moved
+    back out of it (not root, ``RLIMIT_NICE`` under 10), the build runs
+    at nice 10 throughout.
     """
 
     def __init__(self) -> None:
-        self.idle = _idle()
-        self._t0, self._cpu0 = time.perf_counter(), time.thread_time()
+        self.idle = False
+        self._tid = 0
+        self._clock = 0
+        self._t0 = self._cpu0 = 0.0
 
-    def __call__(self) -> bool:
-        """Check (on the thread itself); whether it is still in the idle class."""
+    def enter(self) -> None:
+        """On the build thread: move it to the idle class (or nice 10) and start watching its CPU time."""
+        self._tid = threading.get_native_id()
+        self.idle = _may_leave_idle() and _idle(self._tid)
         if self.idle:
-            self.check(time.perf_counter() - self._t0, time.thread_time() - self._cpu0)
-        return self.idle
+            self._clock = time.pthread_getcpuclockid(threading.get_ident())
+            self._t0, self._cpu0 = time.perf_counter(), time.thread_time()
+        else:
+            _nice(self._tid)
+
+    def __call__(self) -> None:
+        """On the owner's thread, while the build runs: go on at nice 10 if the build is starved."""
+        if self.idle:
+            with contextlib.suppress(OSError):  # the thread has just ended
+                self.check(time.perf_counter() - self._t0, time.clock_gettime(self._clock) - self._cpu0)
 
     def check(self, wall_s: float, cpu_s: float) -> None:
         if wall_s >= _STARVED_AFTER_S and wall_s > _STARVED * cpu_s:
-            _nice()
+            _nice(self._tid)
             self.idle = False
             log.info(
                 "index build: %.0f%% of a core in the idle class over %.1f s; it goes on at nice %d",
@@ -291,21 +325,10 @@ class IdleUnlessStarved:
             )
 
 
-def _idle() -> bool:
-    """Put this thread in Linux's idle class (``SCHED_IDLE``): it runs on what the other threads leave of a core.
-
-    A nice thread still takes its weighted share of a core that the event
-    path, the broker or Redis wants, and keeps it for a time slice when one
-    of them wakes; an idle-class thread gives way at once. At 1,000
-    events/s with a 1M-item index rebuilt, the median of 10-s freshness
-    p99s read 1.51 times lower than with nice 10 (three alternated pairs,
-    builds back to back), and a build
-    took 1.36 times as long (``bench/RESULTS.md``, 2026-12-07). Where there
-    is no idle class, nice (and False).
-    """
+def _idle(tid: int) -> bool:
+    """Put thread ``tid`` in Linux's idle class (``SCHED_IDLE``): it runs on what the other threads leave of a core."""
     try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # 0: the calling thread
+        os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
     except (OSError, AttributeError):
-        _nice()
         return False
     return True

@@ -7,9 +7,11 @@ import threading
 import time
 from dataclasses import replace
 
+import hnswlib
 import numpy as np
 import pytest
 
+import models.index as index_module
 from models import ModelConfig, Recommender
 from models.ids import item_key
 from models.index import BackgroundIndex, IdleUnlessStarved, ItemIndex
@@ -128,25 +130,36 @@ def test_new_items_are_inserted_in_the_background_while_queries_go_on() -> None:
     assert np.mean([len(set(f.tolist()) & set(e.tolist())) / 10 for f, e in zip(found, exact)]) >= 0.9
 
 
-@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux's idle scheduling class")
-def test_a_build_runs_in_the_idle_class_and_the_inserter_nice(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The build gives way to the event path at once; the inserter, which holds the lock
-    # queries take, stays in the normal class (nice), so a busy core cannot hold it off.
+def where(tid: int) -> tuple[int, int]:
+    """Thread ``tid``'s scheduling class and nice."""
+    return os.sched_getscheduler(tid), os.getpriority(os.PRIO_PROCESS, tid)
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE") or os.geteuid() != 0, reason="Linux's idle class, left again as root")
+def test_a_build_inserts_in_the_idle_class_allocates_in_the_normal_one_and_the_inserter_is_nice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What holds the GIL (the allocation) runs in the normal class; the inserts, with the GIL
+    # released, in the idle class, so they give way to the event path at once. The inserter,
+    # which holds the lock queries take, stays in the normal class at nice 10.
     seen: dict[str, tuple[int, int]] = {}
-    build, insert = ItemIndex.build, ItemIndex.insert
+    init, add, insert = hnswlib.Index.init_index, hnswlib.Index.add_items, ItemIndex.insert
 
-    def where() -> tuple[int, int]:
-        return os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    class Watched(hnswlib.Index):
+        def init_index(self, *args: object, **kw: object) -> None:
+            seen.setdefault("allocate", where(threading.get_native_id()))
+            init(self, *args, **kw)  # type: ignore[arg-type]
 
-    def watched_build(*args: object, **kw: object) -> ItemIndex:
-        seen["build"] = where()
-        return build(*args, **kw)  # type: ignore[arg-type]
+        def add_items(self, *args: object, **kw: object) -> None:
+            seen.setdefault("build", where(threading.get_native_id()))
+            add(self, *args, **kw)  # type: ignore[arg-type]
 
     def watched_insert(self: ItemIndex, factors: np.ndarray, budget_s: float) -> int:
-        seen["insert"] = where()
+        seen["insert"] = where(threading.get_native_id())
         return insert(self, factors, budget_s)
 
-    monkeypatch.setattr(ItemIndex, "build", watched_build)
+    caller = where(threading.get_native_id())
+    monkeypatch.setattr(hnswlib, "Index", Watched)
     monkeypatch.setattr(ItemIndex, "insert", watched_insert)
     factors = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
     index = BackgroundIndex(m=8, ef_construction=50, ef=32, rebuild_s=1e9, seed=0)
@@ -156,34 +169,59 @@ def test_a_build_runs_in_the_idle_class_and_the_inserter_nice(monkeypatch: pytes
     deadline = time.monotonic() + 30
     while "insert" not in seen and time.monotonic() < deadline:
         time.sleep(0.01)
+    assert caller[0] == os.SCHED_OTHER and seen["allocate"] == caller
     assert seen["build"][0] == os.SCHED_IDLE
     assert seen["insert"] == (os.SCHED_OTHER, 10)
-    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the caller's own thread is untouched
+    assert where(threading.get_native_id()) == caller  # the caller's own thread is untouched
 
 
-@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux's idle scheduling class")
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE") or os.geteuid() != 0, reason="Linux's idle class, left again as root")
 def test_a_build_starved_in_the_idle_class_goes_on_at_nice_10() -> None:
-    seen: dict[str, tuple[bool, int, int]] = {}
+    # The owner's thread watches the build's and moves it: the build is in one hnswlib call.
+    guard = IdleUnlessStarved()
+    entered, release = threading.Event(), threading.Event()
 
-    def where(guard: IdleUnlessStarved) -> tuple[bool, int, int]:
-        return guard.idle, os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    def build() -> None:
+        guard.enter()
+        entered.set()
+        release.wait(30)
 
-    def run() -> None:
-        guard = IdleUnlessStarved()
-        seen["start"] = where(guard)
-        guard.check(wall_s=1.0, cpu_s=0.0)  # too soon to tell
-        seen["soon"] = where(guard)
-        guard.check(wall_s=10.0, cpu_s=3.0)  # 30% of a core: fed
-        seen["fed"] = where(guard)
-        guard.check(wall_s=10.0, cpu_s=2.0)  # 20%: starved
-        seen["starved"] = where(guard)
-
-    thread = threading.Thread(target=run)
+    caller = where(threading.get_native_id())
+    thread = threading.Thread(target=build)
     thread.start()
+    entered.wait(30)
+    tid = thread.native_id
+    assert tid is not None
+    seen = {"start": (guard.idle, *where(tid))}
+    guard.check(wall_s=1.0, cpu_s=0.0)  # too soon to tell
+    seen["soon"] = (guard.idle, *where(tid))
+    guard.check(wall_s=10.0, cpu_s=3.0)  # 30% of a core: fed
+    seen["fed"] = (guard.idle, *where(tid))
+    guard.check(wall_s=10.0, cpu_s=2.0)  # 20%: starved
+    seen["starved"] = (guard.idle, *where(tid))
+    release.set()
     thread.join()
     idle = (True, os.SCHED_IDLE, 0)
     assert seen["start"] == seen["soon"] == seen["fed"] == idle
     assert seen["starved"] == (False, os.SCHED_OTHER, 10)
+    assert where(threading.get_native_id()) == caller
+
+
+def test_a_build_that_could_not_leave_the_idle_class_runs_at_nice_10(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Not root and RLIMIT_NICE under 10: the guard could not move it out, so it never goes in.
+    monkeypatch.setattr(index_module, "_may_leave_idle", lambda: False)
+    guard = IdleUnlessStarved()
+    seen: list[tuple[int, int]] = []
+
+    def build() -> None:
+        guard.enter()
+        seen.append(where(threading.get_native_id()))
+
+    thread = threading.Thread(target=build)
+    thread.start()
+    thread.join()
+    assert not guard.idle
+    assert seen == [(os.SCHED_OTHER, 10)]
 
 
 @pytest.mark.parametrize("items", [300, 1500])
