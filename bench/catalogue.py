@@ -31,9 +31,10 @@ Through the real flow (``freshrec run`` on Kafka and Redis, recovery on,
 
 - ``events_per_s``: the drain rate of a backlog produced after the warm-up;
 - ``freshness_p99_ms_during_rebuild``: freshness p99 at 1,000 events/s,
-  counted only while a background index build runs (the stage lasts
-  until a build has finished under it, at most ``rebuild_stage_s``;
-  null at a size ranked exactly, where there is no index).
+  counted while a background index build runs and for ``AFTER_SWAP_S``
+  after it is swapped in (the stage lasts until a build has finished
+  under it, at most ``rebuild_stage_s``; null at a size ranked exactly,
+  where there is no index).
 
 The last line of ``freshrec bench --catalogue --json`` is one JSON object
 ``{"catalogue": [{"items": ..., ...}, ...]}``.
@@ -66,6 +67,7 @@ from operators.synthetic import SyntheticConfig, synthetic_events
 from state.metrics import total
 
 USERS = 100_000
+AFTER_SWAP_S = 10.0  # freshness still counted this long after a build is swapped in
 ZIPF = 0.6
 
 
@@ -223,12 +225,13 @@ def through_flow(items: int, plan: CataloguePlan, kafka: str, redis_url: str, wo
         t_hi = next(t for t, n in series if n >= hi)
         eps = (hi - lo) / max(t_hi - t_lo, 1e-9)
         _say(f"{items:,} items: drained the backlog at {eps:,.0f} events/s (warm-up {series[-1][0]:.0f} s in all)")
-        # 1,000 events/s; freshness counted over the seconds a background build ran. The stage
-        # starts once the backlog's own freshness (seconds in the backlog) is observed, and ends
-        # once a build that started under it has finished (builds rest three times their length:
-        # at 1M items that takes minutes), or after rebuild_stage_s. A build already running at
-        # the start is not counted: its last seconds alone would say little (2 s of a 162 s
-        # build, in one run).
+        # 1,000 events/s; freshness counted over the seconds a background build ran, the second
+        # it was swapped in and AFTER_SWAP_S more (events a pause at the swap delayed are observed
+        # once the flow goes on). The stage starts once the backlog's own freshness (seconds in the
+        # backlog) is observed, and ends once a build that started under it has been swapped in
+        # (builds rest three times their length: at 1M items that takes minutes), or after
+        # rebuild_stage_s. A build already running at the start is not counted: its last seconds
+        # alone would say little (2 s of a 162 s build, in one run).
         before = settle(flow, timeout=60)
         if total(before, "freshrec_index_items") == 0:  # exact ranking at this size: no index, no rebuild
             return {"events_per_s": round(eps), "freshness_p99_ms_during_rebuild": None, "rebuilds_observed": 0}
@@ -243,17 +246,21 @@ def through_flow(items: int, plan: CataloguePlan, kafka: str, redis_url: str, wo
         building_s = 0.0
         builds_seen = 0
         watching = False  # a build started during the stage
+        swapped_at: float | None = None
         while producer.is_alive():
             time.sleep(1.0)
             after = flow.samples()
             was, now = total(before, "freshrec_index_building"), total(after, "freshrec_index_building")
             watching = watching or (was == 0 and now > 0)
-            if watching and was > 0 and now > 0:
+            if watching and was > 0:
+                building_s += 1.0
+                if now == 0:
+                    builds_seen += 1
+                    swapped_at = time.monotonic()
+            if watching and (was > 0 or swapped_at is not None):
                 for edge, count in freshness_buckets(after).items():
                     during[edge] = during.get(edge, 0.0) + count - freshness_buckets(before).get(edge, 0.0)
-                building_s += 1.0
-            if building_s and was > 0 and now == 0:
-                builds_seen += 1
+            if swapped_at is not None and time.monotonic() - swapped_at >= AFTER_SWAP_S:
                 stop.set()
             before = after
         producer.join()

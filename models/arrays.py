@@ -22,7 +22,8 @@ def grow(array: np.ndarray, min_rows: int, fill: float = 0) -> np.ndarray:
     if rows >= min_rows:
         return array
     new_rows = max(min_rows, int(rows * 1.5) + 16)
-    out = np.full((new_rows, *array.shape[1:]), fill, dtype=array.dtype)
+    shape = (new_rows, *array.shape[1:])
+    out = np.zeros(shape, dtype=array.dtype) if fill == 0 else np.full(shape, fill, dtype=array.dtype)  # zeros: lazy
     out[:rows] = array
     return out
 

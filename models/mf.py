@@ -19,6 +19,7 @@ items it was built from.
 from __future__ import annotations
 
 import math
+import threading
 from array import array
 from typing import Any
 
@@ -27,23 +28,42 @@ from river import optim, reco
 
 from models.arrays import grow
 
+_PREFAULT_AT = 0.8  # the next buffer is made once the drawn rows pass this share of the growth point ...
+_PREFAULT_MIN = 65536  # ... in a buffer of more rows than this (smaller copies cost little)
+_PENDING = np.zeros((0, 0), dtype=np.float32)  # the spare being made
+
 
 class Factors:
     """Rows of a growable float32 matrix, initialised like River's (seeded normal draws).
 
-    Rows are drawn a buffer-growth at a time, so adding a row is O(1). A
-    snapshot keeps the rows in use and the RNG state before the last draw
-    (:meth:`meta`); a restore redraws the spare rows identically
-    (:meth:`restore`), so a restored model goes on exactly like the original.
+    Rows are drawn ``DRAW_ROWS`` at a time as they come into use, so adding
+    a row is O(1) and never stalls: drawing a whole buffer growth at once
+    held the event path 1.2-1.4 s when a 1M-item catalogue grew (a py-spy
+    dump in the flow, ``bench/RESULTS.md``). The draws follow one another
+    in order, so two copies that ensure the same rows hold the same values
+    whenever they call (a replica and its learner). A snapshot keeps the
+    rows in use and the RNG state before the last draw (:meth:`meta`); a
+    restore redraws the spare rows identically (:meth:`restore`), so a
+    restored model goes on exactly like the original.
+
+    ``grow_at``: the buffer grows once the drawn rows pass this share of
+    it. The history factors grow at 0.75, the item factors when full, so
+    the two buffers (128 MB each at 1M items, a 30-ms copy of the drawn
+    rows) never grow on the same event.
     """
 
-    def __init__(self, n_factors: int, sigma: float, seed: int) -> None:
+    DRAW_ROWS = 4096
+
+    def __init__(self, n_factors: int, sigma: float, seed: int, grow_at: float = 1.0) -> None:
         self.sigma = sigma
+        self.grow_at = grow_at
         self._rng = np.random.default_rng(seed)
         self.data = np.zeros((0, n_factors), dtype=np.float32)
         self.n = 0
+        self._drawn = 0  # rows drawn so far
         self._drawn_from = 0  # first row of the last draw
         self._drawn_state = self._rng.bit_generator.state
+        self._spare: np.ndarray | None = None  # the next buffer, its pages faulted in by a thread (_prefault)
 
     @property
     def matrix(self) -> np.ndarray:
@@ -54,21 +74,66 @@ class Factors:
         """Make rows ``0..n-1`` exist; True when the buffer moved (holders of :attr:`data` must re-read it)."""
         if n <= self.n:
             return False
-        moved = n > self.data.shape[0]
-        if moved:
-            start = self.data.shape[0]
-            self.data = grow(self.data, n)
-            self._draw(start)
+        end = self._drawn + -(-max(0, n - self._drawn) // self.DRAW_ROWS) * self.DRAW_ROWS
+        grow_at = self.data.shape[0] * self.grow_at
+        moved = end > grow_at
+        if moved:  # only the drawn rows are copied: reading the untouched ones would fault their pages in
+            rows = max(end, self._next_capacity())
+            spare, self._spare = self._spare, None
+            if spare is None or spare.shape[0] != rows:  # none made (or not yet): fresh pages, faulted on the copy
+                spare = np.zeros((rows, self.data.shape[1]), dtype=np.float32)
+            spare[: self._drawn] = self.data[: self._drawn]
+            self.data = spare
+        elif end > grow_at * _PREFAULT_AT and self._drawn > _PREFAULT_MIN and not self._spare_for_next():
+            self._prefault()
+        while self._drawn < n:
+            self._draw(self._drawn, self._drawn + self.DRAW_ROWS)
         self.n = n
         return moved
 
-    def _draw(self, start: int) -> None:
-        self._drawn_from = start
+    def _next_capacity(self) -> int:
+        return int(self.data.shape[0] * 1.5) + 16
+
+    def _spare_for_next(self) -> bool:
+        """Whether a spare for the next growth is made or being made."""
+        spare = self._spare
+        return spare is _PENDING or (spare is not None and spare.shape[0] == self._next_capacity())
+
+    def _prefault(self) -> None:
+        """Make the next buffer in a thread, its pages for the drawn rows faulted in (a growth then only copies).
+
+        A 1.35M-row growth copied into fresh memory took 356 ms where the
+        same copy into pages already in took 40 ms (the kernel zeroes and
+        maps each page on its first write); numpy writes without the GIL.
+        """
+        self._spare = _PENDING
+        rows, cols, touch = self._next_capacity(), self.data.shape[1], self.data.shape[0]
+
+        def run() -> None:
+            spare = np.zeros((rows, cols), dtype=np.float32)
+            spare[:touch] = 0.0  # a write faults a page in, zero or not
+            self._spare = spare
+
+        threading.Thread(target=run, name="freshrec-factors-prefault", daemon=True).start()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_spare"] = None  # a copy (a replica's, a snapshot's) makes its own
+        return state
+
+    def _draw(self, start: int, end: int) -> None:
+        self._drawn_from, self._drawn = start, end
         self._drawn_state = self._rng.bit_generator.state
-        self.data[start:] = self._rng.normal(0.0, self.sigma, (self.data.shape[0] - start, self.data.shape[1]))
+        self.data[start:end] = self._rng.normal(0.0, self.sigma, (end - start, self.data.shape[1]))
 
     def meta(self) -> dict[str, Any]:
-        return {"n": self.n, "capacity": self.data.shape[0], "drawn_from": self._drawn_from, "state": self._drawn_state}
+        return {
+            "n": self.n,
+            "capacity": self.data.shape[0],
+            "drawn_from": self._drawn_from,
+            "drawn": self._drawn,
+            "state": self._drawn_state,
+        }
 
     def set_rows(self, rows: np.ndarray, values: np.ndarray) -> None:
         """Restore: rows from a snapshot (the buffer grows as needed; :meth:`restore` completes it)."""
@@ -86,7 +151,7 @@ class Factors:
         used = self.data[: meta["n"]].copy()
         self.data = np.zeros((meta["capacity"], self.data.shape[1]), dtype=np.float32)
         self._rng.bit_generator.state = meta["state"]
-        self._draw(meta["drawn_from"])
+        self._draw(meta["drawn_from"], meta.get("drawn", meta["capacity"]))  # before 2026-12-07: a growth at a time
         self.n = meta["n"]
         self.data[: self.n] = used
 
@@ -163,7 +228,7 @@ class HistoryMF:
     def __init__(self, n_factors: int, lr: float, l2: float, history: int, decay: float, seed: int) -> None:
         self.n_factors = n_factors
         self.items = Factors(n_factors, 0.1, seed)  # River's item latents: "output" factors
-        self.history_factors = Factors(n_factors, 0.1, seed + 1)  # "input" factors a user is built from
+        self.history_factors = Factors(n_factors, 0.1, seed + 1, grow_at=0.75)  # "input" factors a user is built from
         self.weights = history_weights(history, decay)
         # _norm[m]: the weights of a history whose last m slots are filled, summing to one
         self._norm = [np.zeros(0, dtype=np.float32)] + [

@@ -15,7 +15,7 @@ from models.event import Event
 from models.ids import item_key
 from models.items import Replica
 from models.learner import ItemLearner
-from models.mf import user_vectors
+from models.mf import Factors, HistoryMF, user_vectors
 from models.popularity import DecayedPopularity
 from models.users import LearnBatch, UserTable
 from operators.synthetic import SyntheticConfig, synthetic_events
@@ -272,3 +272,43 @@ def test_a_replica_refuses_a_gap_in_the_deltas() -> None:
     learner.learn(users.learn(Event("u", "j", "view", 1.0, 1.0, 0.0)))
     with pytest.raises(RuntimeError, match="out of sync"):
         replica.apply(learner.take_delta(shared=False))
+
+
+def test_factor_rows_are_the_same_however_they_are_ensured_and_never_redrawn_by_a_growth() -> None:
+    # Rows are drawn a block at a time as they come into use: a replica that ensures rows in
+    # other steps than its learner holds the same values, and a growth copies rows, never draws.
+    one, steps = Factors(8, 0.1, seed=4), Factors(8, 0.1, seed=4, grow_at=0.75)
+    one.ensure(20_000)
+    seen: dict[int, np.ndarray] = {}
+    for n in range(1, 20_001, 313):
+        moved = steps.ensure(n)
+        for row, before in seen.items():
+            assert np.array_equal(steps.data[row], before), (n, moved)
+        seen[n - 1] = steps.data[n - 1].copy()
+    steps.ensure(20_000)
+    assert np.array_equal(one.matrix, steps.matrix)
+
+
+def test_a_restored_factor_buffer_goes_on_like_the_original() -> None:
+    original = Factors(8, 0.1, seed=2)
+    original.ensure(5_000)
+    original.data[:5_000] += 1.0  # learned
+    copy = Factors(8, 0.1, seed=2)
+    copy.set_rows(np.arange(5_000), original.data[:5_000])
+    copy.restore(pickle.loads(pickle.dumps(original.meta())))
+    for n in (6_000, 9_000, 30_000):
+        original.ensure(n)
+        copy.ensure(n)
+        assert np.array_equal(original.matrix, copy.matrix)
+
+
+def test_the_two_factor_buffers_never_grow_on_the_same_item() -> None:
+    # Each growth copies a buffer (128 MB at 1M items): one at a time keeps the pause short.
+    mf = HistoryMF(n_factors=4, lr=0.1, l2=0.0, history=2, decay=1.0, seed=0)
+    grew = []
+    for n in range(1, 400_000, 101):
+        caps = mf.items.data.shape[0], mf.history_factors.data.shape[0]
+        mf.ensure(n)
+        grew.append((n, mf.items.data.shape[0] != caps[0], mf.history_factors.data.shape[0] != caps[1]))
+    assert sum(a for _, a, _ in grew) >= 5 and sum(b for _, _, b in grew) >= 5
+    assert not any(a and b for n, a, b in grew if n > 20_000)  # below, a few 4,096-row blocks fill both
