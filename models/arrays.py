@@ -5,6 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 
+def grown(rows: int) -> int:
+    """The rows a buffer of ``rows`` grows to (1.5x): appends cost amortised O(1)."""
+    return int(rows * 1.5) + 16
+
+
 def grow(array: np.ndarray, min_rows: int, fill: float = 0) -> np.ndarray:
     """Return ``array`` with at least ``min_rows`` rows, growing by 1.5x.
 
@@ -21,7 +26,7 @@ def grow(array: np.ndarray, min_rows: int, fill: float = 0) -> np.ndarray:
     rows = array.shape[0]
     if rows >= min_rows:
         return array
-    new_rows = max(min_rows, int(rows * 1.5) + 16)
+    new_rows = max(min_rows, grown(rows))
     shape = (new_rows, *array.shape[1:])
     out = np.zeros(shape, dtype=array.dtype) if fill == 0 else np.full(shape, fill, dtype=array.dtype)  # zeros: lazy
     out[:rows] = array

@@ -94,9 +94,10 @@ class ItemIndex:
         index = hnswlib.Index(space="ip", dim=dim)
         capacity = max(int(n * _HEADROOM), n + 1024)  # room for the items added until the next build
         index.init_index(max_elements=capacity, ef_construction=ef_construction, M=m, random_seed=seed)
+        index.set_num_threads(1)  # this build's and every later insert's (hnswlib's default: a thread per core)
         if before_insert is not None:
             before_insert()
-        index.add_items(np.ascontiguousarray(factors, dtype=np.float32), num_threads=1)  # labels 0..n-1
+        index.add_items(np.ascontiguousarray(factors, dtype=np.float32))  # labels 0..n-1
         index.set_ef(ef)
         return cls(index, n, ef, time.perf_counter() - t0)
 

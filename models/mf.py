@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from river import optim, reco
 
-from models.arrays import grow
+from models.arrays import grow, grown
 
 _PREFAULT_AT = 0.8  # the next buffer is made once the drawn rows pass this share of the growth point ...
 _PREFAULT_MIN = 65536  # ... in a buffer of more rows than this (smaller copies cost little)
@@ -92,7 +92,7 @@ class Factors:
         return moved
 
     def _next_capacity(self) -> int:
-        return int(self.data.shape[0] * 1.5) + 16
+        return grown(self.data.shape[0])
 
     def _spare_for_next(self) -> bool:
         """Whether a spare for the next growth is made or being made."""
