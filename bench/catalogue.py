@@ -21,7 +21,8 @@ kept the production way (built in the background, new items inserted):
   top-20 of the user vectors found among its candidates;
 - ``hr_at_10`` / ``exact_hr_at_10``: prequential HR@10 of both paths on the
   same events (each event is checked against both lists, then learned);
-- ``index_build_s`` / ``index_mb``: the last background build;
+- ``index_build_s`` / ``index_mb``: the index's parts (``models/index.py``):
+  what building all of them took, and their memory;
 - ``index_skipped_share``: the share of the sampled users' lists for which
   the bound (``models/candidates.py``) proved that neither the index nor
   the items outside it could change the list, so no query ran.
@@ -136,8 +137,8 @@ def in_process(items: int, plan: CataloguePlan, config: ModelConfig | None = Non
     for e in synthetic_events(stream(items, plan.after_events, seed=3)):
         m.learn(e)
     m.sync()
-    index = m.ranker.index.current
-    assert index is not None
+    index = m.ranker.index
+    assert index.ready
     rng = np.random.default_rng(0)
     names = m.users.users.names
     users = [names[i] for i in rng.choice(len(names), min(plan.sample_users, len(names)), replace=False)]

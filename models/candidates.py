@@ -97,10 +97,9 @@ class Candidates:
 
     def reach(self, b: Block) -> dict[str, np.ndarray]:
         """The sources of items nothing else proposes for a user (``index``, ``fresh``): what :meth:`bound` covers."""
-        index = self.index.current
-        if index is None:  # no build has finished yet: the newest items are scored instead (``_fresh``)
+        if not self.index.ready:  # no build has finished yet: the newest items are scored instead (``_fresh``)
             return {"index": np.zeros((b.vectors.shape[0], 0), dtype=np.int64), "fresh": self._fresh(b, 0)}
-        indexed = index.size  # before the query: items inserted meanwhile are then scored twice, not missed
+        indexed = self.index.size  # before the query: items inserted meanwhile are then scored twice, not missed
         return {"index": self.index.query(b.vectors, self.config.candidates), "fresh": self._fresh(b, indexed)}
 
     def content(self, b: Block) -> np.ndarray:

@@ -50,7 +50,8 @@ class ModelConfig:
     index_m: int = 16
     index_ef: int = 64
     index_ef_construction: int = 100
-    index_rebuild_s: float = 60.0  # a new index is built in the background this often (while items change)
+    index_rebuild_s: float = 60.0  # each part of the index is rebuilt in the background this often (while items change)
+    index_part_items: int = 1 << 18  # items per part of the index (models/index.py): what one swap frees
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -62,7 +63,8 @@ class ModelConfig:
             value = getattr(self, f.name)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
                 raise ValueError(f"{f.name} must be >= 0, got {value}")
-        for name in ("n_factors", "history", "window", "cooc_row_cap", "seen_cap", "negative_pool", "index_m"):
+        positive = ("n_factors", "history", "window", "cooc_row_cap", "seen_cap", "negative_pool", "index_m")
+        for name in (*positive, "index_part_items"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.window > self.history:

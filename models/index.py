@@ -1,4 +1,4 @@
-"""HNSW index over item factors for maximum-inner-product candidates, rebuilt in the background.
+"""HNSW index over item factors for maximum-inner-product candidates, rebuilt in the background, in parts.
 
 An hnswlib index updated in place loses recall as vectors move (0.68 of
 the exact top-20 at 12.5k items, ARCHITECTURE), and ``add_items`` is not
@@ -12,6 +12,14 @@ background thread, a few at a time under a lock that queries take too
 A build takes a core while it runs (10 s at 100k items, minutes at 1M),
 so builds are spaced to use at most a quarter of one on average (``DUTY``).
 
+The index comes in *parts* of at most ``part_items`` items each (item
+ranges ``[lo, hi)``), rebuilt one at a time, stalest first. hnswlib frees
+an index with the GIL held: 50 ms for a 1M-item index on a quiet machine,
+stretched to 100-150 ms of the event path under load, at every swap. A
+part of 256k items costs a quarter of that, and a build needs a quarter
+of the memory beside the index it replaces. A query asks every part for
+fewer neighbours at a lower ``ef`` (:meth:`BackgroundIndex.query`).
+
 The index searches inner product directly (hnswlib's ``ip`` space). The
 usual reduction of inner product to L2 (one extra coordinate
 ``sqrt(M**2 - |x|**2)``) is exact, but on these factors it recalled much
@@ -24,10 +32,6 @@ Rebuilt rather than updated, the ``ip`` graph does not decay.
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
-import resource
 import threading
 import time
 from collections.abc import Callable
@@ -35,74 +39,77 @@ from collections.abc import Callable
 import hnswlib
 import numpy as np
 
-log = logging.getLogger(__name__)
+from models.priority import IdleUnlessStarved, nice
 
 _INSERT = 4  # new items inserted per step of ItemIndex.insert (each costs tens to hundreds of us)
 _HEADROOM = 1.25  # capacity of a build over the items it indexes
 _INSERT_HOLD_S = 0.001  # the inserter holds the index (queries wait) at most about this long at a time
 _INSERT_DUTY = 0.5  # most share of a core the inserter takes
-_NICE = 10  # the inserter's niceness (Linux: per thread); a build runs in the idle class where there is one
-_STARVED = 4.0  # a build in the idle class that gets under 1/_STARVED of the time it has run ...
-_STARVED_AFTER_S = 2.0  # ... for at least this long goes on at _NICE
 DUTY = 0.25  # most share of a core the background builds take, on average
 
 
 class ItemIndex:
-    """One immutable hnswlib index of item vectors, searched by inner product.
+    """One immutable hnswlib index of the item vectors ``lo..hi-1`` (a part), searched by inner product.
 
-    Labels are dense item indexes ``0..size-1``.
+    Queries answer dense item indexes; hnswlib's own labels count from 0.
 
     Examples
     --------
     >>> rng = np.random.default_rng(0)
     >>> items = rng.normal(size=(500, 8)).astype(np.float32)
-    >>> index = ItemIndex.build(items, m=16, ef_construction=100, ef=64, seed=0)
+    >>> index = ItemIndex.build(items, 100, 500, m=16, ef_construction=100, ef=64, seed=0)
     >>> q = rng.normal(size=8).astype(np.float32)
-    >>> exact = set(np.argsort(-(items @ q))[:10].tolist())
+    >>> exact = set((100 + np.argsort(-(items[100:] @ q))[:10]).tolist())
     >>> len(exact & set(index.query(q[None, :], 10)[0].tolist())) >= 9
     True
     """
 
-    def __init__(self, index: hnswlib.Index, size: int, ef: int, build_s: float) -> None:
+    def __init__(self, index: hnswlib.Index, lo: int, hi: int, ef: int, build_s: float, started: float) -> None:
         self._index = index
-        self.size = size
+        self.lo = lo
+        self.hi = hi  # grows as items are inserted
         self.ef = ef
         self.build_s = build_s
+        self.started = started  # time.monotonic() when its build began: the factors it holds are about that old
 
     @classmethod
     def build(
         cls,
         factors: np.ndarray,
+        lo: int,
+        hi: int,
         m: int,
         ef_construction: int,
         ef: int,
         seed: int,
-        before_insert: Callable[[], object] | None = None,
+        start: Callable[[Callable[[], int], int], object] | None = None,
     ) -> ItemIndex:
-        """Index the rows of float32 ``factors``; run it in a background thread.
+        """Index rows ``lo..hi-1`` of float32 ``factors``; run it in a background thread.
 
         ``factors`` may be the live matrix: hnswlib copies each row as it
         inserts it, all rows in one call with the GIL released, so the
         owner's thread runs meanwhile. A row the owner rewrites then may be
         indexed old or new: candidates are scored again with the current
         factors. Only the allocation (about 25 ms for 1.25M rows) and the
-        return hold the GIL. ``before_insert`` is called between the two
-        (:class:`BackgroundIndex` moves the thread to the idle class there).
+        return hold the GIL. ``start(progress, rows)`` is called between the
+        two (:class:`BackgroundIndex` hands the thread to its
+        :class:`~models.priority.IdleUnlessStarved` there).
         """
-        t0 = time.perf_counter()
-        n, dim = factors.shape
+        t0, started = time.perf_counter(), time.monotonic()
+        n, dim = hi - lo, factors.shape[1]
         index = hnswlib.Index(space="ip", dim=dim)
         capacity = max(int(n * _HEADROOM), n + 1024)  # room for the items added until the next build
         index.init_index(max_elements=capacity, ef_construction=ef_construction, M=m, random_seed=seed)
         index.set_num_threads(1)  # this build's and every later insert's (hnswlib's default: a thread per core)
-        if before_insert is not None:
-            before_insert()
-        index.add_items(np.ascontiguousarray(factors, dtype=np.float32))  # labels 0..n-1
+        rows = np.ascontiguousarray(factors[lo:hi], dtype=np.float32)
+        if start is not None:
+            start(index.get_current_count, n)
+        index.add_items(rows)  # labels 0..n-1
         index.set_ef(ef)
-        return cls(index, n, ef, time.perf_counter() - t0)
+        return cls(index, lo, hi, ef, time.perf_counter() - t0, started)
 
     def insert(self, factors: np.ndarray, budget_s: float) -> int:
-        """Add items ``size, size+1, ...`` of ``factors`` until the budget or the capacity is spent; how many.
+        """Add items ``hi, hi+1, ...`` of ``factors`` until the budget or the capacity is spent; how many.
 
         New items only: an insert is a normal step of HNSW construction and
         leaves the graph as good as a build would (updating a vector in
@@ -110,13 +117,13 @@ class ItemIndex:
         (:class:`BackgroundIndex` holds a lock for both).
         """
         deadline = time.perf_counter() + budget_s
-        room = self._index.get_max_elements() - self.size
+        room = self._index.get_max_elements() - (self.hi - self.lo)
         added = 0
-        while added < room and self.size < factors.shape[0] and time.perf_counter() < deadline:
-            hi = min(factors.shape[0], self.size + _INSERT, self.size + room - added)
-            self._index.add_items(np.ascontiguousarray(factors[self.size : hi]), np.arange(self.size, hi))
-            added += hi - self.size
-            self.size = hi
+        while added < room and self.hi < factors.shape[0] and time.perf_counter() < deadline:
+            hi = min(factors.shape[0], self.hi + _INSERT, self.hi + room - added)
+            self._index.add_items(np.ascontiguousarray(factors[self.hi : hi]), np.arange(self.hi, hi) - self.lo)
+            added += hi - self.hi
+            self.hi = hi
         return added
 
     @property
@@ -124,48 +131,53 @@ class ItemIndex:
         """hnswlib's footprint: vectors, graph links and labels (its own accounting, level 0 dominant)."""
         idx = self._index
         per = idx.dim * 4 + idx.M * 2 * 4 + 8 + 4  # vector, level-0 links, label, link count
-        return int(self.size * per * 1.1)  # upper levels: about 1/M of the elements, a few links each
+        return int((self.hi - self.lo) * per * 1.1)  # upper levels: about 1/M of the elements, a few links each
 
-    def query(self, vectors: np.ndarray, k: int) -> np.ndarray:
-        """``(len(vectors), k')`` labels of the items of largest inner product, ``k' = min(k, size)``."""
-        k = min(k, self.size)
+    def query(self, vectors: np.ndarray, k: int, ef: int | None = None) -> np.ndarray:
+        """``(len(vectors), k')`` items of largest inner product, ``k' = min(k, items)``, searched at ``ef``."""
+        k = min(k, self.hi - self.lo)
         if k == 0:
             return np.zeros((vectors.shape[0], 0), dtype=np.int64)
-        self._index.set_ef(max(self.ef, k))
+        self._index.set_ef(max(self.ef if ef is None else ef, k))
         labels, _ = self._index.knn_query(np.ascontiguousarray(vectors, dtype=np.float32), k=k, num_threads=1)
-        return labels.astype(np.int64)
+        return labels.astype(np.int64) + self.lo
 
 
 class BackgroundIndex:
-    """The current :class:`ItemIndex`, new items inserted into it, and at most one rebuild in the background.
+    """The index's parts (:class:`ItemIndex`), new items inserted into the last, at most one build in the background.
 
     The owner (one ranker) calls :meth:`poll` between batches: it swaps a
     finished build in, hands the inserter the newest factors, and starts
-    a new build when the factors have moved on for ``rebuild_s`` or the
-    index is full, once the last build has had its rest (``DUTY``).
-    Queries (:meth:`query`) only ever see a complete index.
+    a new build when one is due (:meth:`_plan`), once the last build has
+    had its rest (``DUTY``). Queries (:meth:`query`) only ever see
+    complete parts.
 
     The inserter is a thread of its own (started with the first items
-    outside an index): it adds the items newer than the current index a
+    outside the index): it adds the items newer than the last part a
     few at a time, holding a lock that :meth:`query` takes too, so a query
     waits at most about ``_INSERT_HOLD_S``. hnswlib releases the GIL while
     it inserts, so the owner goes on with its own work meanwhile; inserts
     cost 100-300 us an item at 1M items, a sixth of the event path when
-    the owner did them itself. None run while a build runs: the index the
-    build swaps in would not hold them.
+    the owner did them itself. None run while a build runs: the part the
+    build swaps in might not hold them.
     """
 
-    def __init__(self, m: int, ef_construction: int, ef: int, rebuild_s: float, seed: int) -> None:
+    def __init__(
+        self, m: int, ef_construction: int, ef: int, rebuild_s: float, seed: int, part_items: int = 1 << 18
+    ) -> None:
         self.m, self.ef_construction, self.ef, self.rebuild_s, self.seed = m, ef_construction, ef, rebuild_s, seed
-        self.current: ItemIndex | None = None
+        self.part_items = part_items
+        self.parts: list[ItemIndex] = []  # item ranges in order, together 0..size-1
         self.builds = 0
+        self.last_build_s = 0.0  # the last build swapped in, all its parts
         self.building_since: float | None = None
         self._thread: threading.Thread | None = None
-        self._guard = IdleUnlessStarved()  # the running build's
-        self._result: ItemIndex | None = None
-        self._started_at = 0.0
+        self._guard = IdleUnlessStarved()  # the running build's, for the part it builds now
+        self._result: list[ItemIndex] | None = None
+        self._job_s = 0.0
         self._finished_at = -float("inf")
-        self._lock = threading.Lock()  # the current index: one query or one insert step at a time
+        self._changed_at = -float("inf")  # when the factors last moved
+        self._lock = threading.Lock()  # the parts: one query or one insert step at a time
         self._factors: np.ndarray | None = None  # the newest factors, for the inserter
         self._wake = threading.Event()
         self._inserter: threading.Thread | None = None
@@ -174,72 +186,126 @@ class BackgroundIndex:
     def building(self) -> bool:
         return self._thread is not None
 
+    @property
+    def ready(self) -> bool:
+        """Whether any index has been swapped in yet."""
+        return bool(self.parts)
+
+    @property
+    def size(self) -> int:
+        """Items ``0..size-1`` are in the index."""
+        return self.parts[-1].hi if self.parts else 0
+
+    @property
+    def build_s(self) -> float:
+        """What building every part took (a whole rebuild's cost)."""
+        return sum(p.build_s for p in self.parts)
+
+    @property
+    def memory_bytes(self) -> int:
+        return sum(p.memory_bytes for p in self.parts)
+
     def query(self, vectors: np.ndarray, k: int) -> np.ndarray:
-        """:meth:`ItemIndex.query` of the current index (never one an insert is changing)."""
+        """The ``k`` best of each vector from one part; of ``s`` parts, ``2k/s`` from each at ``ef`` scaled alike.
+
+        Each part is searched in about the time of a whole index of its
+        size, so ``s`` parts cost about twice one index, and hold more of
+        the exact top items than one index asked for ``k`` (measured in
+        ``bench/RESULTS.md``). Never beside an insert.
+        """
         with self._lock:
-            assert self.current is not None
-            return self.current.query(vectors, k)
+            parts = self.parts
+            assert parts
+            each = min(k, -(-2 * k // len(parts)))
+            ef = max(each, -(-self.ef * each // k))
+            return np.hstack([p.query(vectors, each, ef) for p in parts])
 
     def poll(self, factors: np.ndarray, changed: bool) -> bool:
         """Swap in a finished build, hand the inserter ``factors``, start the next build if due. True when swapped."""
         swapped = False
+        if changed:
+            self._changed_at = time.monotonic()
         if self._thread is not None and self._thread.is_alive():
             self._guard()
         elif self._thread is not None:
             self._thread = None
             self.building_since = None
             self._finished_at = time.monotonic()
-            if self._result is not None:
+            built, self._result = self._result, None
+            if built:
+                lo, hi = built[0].lo, built[-1].hi
                 with self._lock:
-                    self.current, self._result = self._result, None
+                    old = self.parts
+                    self.parts = [p for p in old if p.hi <= lo] + built + [p for p in old if p.lo >= hi]
+                del old, built  # hnswlib frees the part(s) replaced here, with the GIL held
                 self.builds += 1
+                self.last_build_s = self._job_s
                 swapped = True
         self._factors = factors
-        if self.current is not None and factors.shape[0] > self.current.size and self._thread is None:
+        if self.parts and factors.shape[0] > self.size and self._thread is None:
             if self._inserter is None:
                 self._inserter = threading.Thread(target=self._insert_loop, name="freshrec-index-insert", daemon=True)
                 self._inserter.start()
             self._wake.set()
-        if self._thread is None and self._due(factors.shape[0], changed):
-            self._start(factors)
+        if self._thread is None:
+            ranges = self._plan(factors.shape[0])
+            if ranges:
+                self._start(factors, ranges)
         return swapped
 
     def _insert_loop(self) -> None:
-        """The inserter: wait to be woken, then insert what is outside the current index, a step at a time."""
-        _nice(threading.get_native_id())  # not the idle class: it holds the lock queries take (and the GIL)
+        """The inserter: wait to be woken, then insert what is outside the index, a step at a time."""
+        nice(threading.get_native_id())  # not the idle class: it holds the lock queries take (and the GIL)
         while True:
             self._wake.wait()
             self._wake.clear()
             while self._thread is None:  # none while a build runs
                 with self._lock:
-                    index, factors = self.current, self._factors
-                    if index is None or factors is None:
+                    factors = self._factors
+                    if not self.parts or factors is None:
                         break
                     t0 = time.perf_counter()
-                    added = index.insert(factors, _INSERT_HOLD_S)
+                    added = self.parts[-1].insert(factors, _INSERT_HOLD_S)
                     spent = time.perf_counter() - t0
                 if not added:
-                    break  # all in, or the index is full (a build is due)
+                    break  # all in, or the last part is full (a build is due)
                 time.sleep(spent * (1 / _INSERT_DUTY - 1))
 
-    def _due(self, n: int, changed: bool) -> bool:
-        if self.current is None:
-            return n > 0
-        if time.monotonic() - self._finished_at < self.current.build_s * (1 / DUTY - 1):
-            return False  # builds take at most DUTY of a core
-        if n - self.current.size > max(1000, self.current.size // 20):
-            return True  # the index is full: the items outside it are scored apart, query by query
-        return changed and time.monotonic() - self._started_at >= self.rebuild_s
+    def _plan(self, n: int) -> list[tuple[int, int]]:
+        """The item ranges the next build makes parts of; none while none is due.
 
-    def _start(self, factors: np.ndarray) -> None:
-        self._started_at = time.monotonic()
-        self.building_since = self._started_at
-        guard = self._guard = IdleUnlessStarved()
+        The first build indexes every item. Then, once the last build has
+        had its rest: the last part with the items outside the index once
+        they are too many for the inserter (the part is full), else the
+        stalest part once it is ``rebuild_s`` old and the factors have
+        moved since it was built.
+        """
+        if not self.parts:
+            return _split(0, n, self.part_items)
+        now = time.monotonic()
+        if now - self._finished_at < self.last_build_s * (1 / DUTY - 1):
+            return []  # builds take at most DUTY of a core
+        last = self.parts[-1]
+        if n - last.hi > max(1000, (last.hi - last.lo) // 20):
+            return _split(last.lo, n, self.part_items)  # items outside are scored apart, query by query
+        stalest = min(self.parts, key=lambda p: p.started)
+        if self._changed_at > stalest.started and now - stalest.started >= self.rebuild_s:
+            return _split(stalest.lo, n if stalest is last else stalest.hi, self.part_items)
+        return []
+
+    def _start(self, factors: np.ndarray, ranges: list[tuple[int, int]]) -> None:
+        self.building_since = time.monotonic()
 
         def run() -> None:
-            self._result = ItemIndex.build(
-                factors, self.m, self.ef_construction, self.ef, self.seed, before_insert=guard.enter
-            )
+            t0 = time.perf_counter()
+            built = []
+            for lo, hi in ranges:
+                guard = self._guard = IdleUnlessStarved()
+                built.append(
+                    ItemIndex.build(factors, lo, hi, self.m, self.ef_construction, self.ef, self.seed, guard.start)
+                )
+            self._job_s = time.perf_counter() - t0
+            self._result = built
 
         self._thread = threading.Thread(target=run, name="freshrec-index-build", daemon=True)
         self._thread.start()
@@ -250,86 +316,6 @@ class BackgroundIndex:
             self._thread.join()
 
 
-def _nice(tid: int) -> None:
-    """Lower thread ``tid``'s CPU priority (Linux schedules threads as tasks), out of the idle class if it is in it."""
-    with contextlib.suppress(OSError, AttributeError):
-        os.setpriority(os.PRIO_PROCESS, tid, _NICE)  # first: leaving the idle class is allowed at a nice in RLIMIT_NICE
-    with contextlib.suppress(OSError, AttributeError):  # no scheduling classes outside Linux: nice still applies
-        os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
-
-
-def _may_leave_idle() -> bool:
-    """Whether a thread put in the idle class could be watched and moved back out (Linux: root, or RLIMIT_NICE)."""
-    if not hasattr(os, "SCHED_IDLE") or not hasattr(time, "pthread_getcpuclockid"):
-        return False
-    if os.geteuid() == 0:
-        return True
-    soft, _ = resource.getrlimit(resource.RLIMIT_NICE)
-    return soft == resource.RLIM_INFINITY or soft >= 20 - _NICE
-
-
-class IdleUnlessStarved:
-    """A build thread's place: the idle class while hnswlib inserts, nice 10 if that starves it.
-
-    The build thread calls :meth:`enter` once the index is allocated:
-    from there it holds the GIL only to return. An idle-class thread gives
-    way at once to any normal one (:data:`DUTY`'s cost is then spent on
-    what the event path, the broker and Redis leave of the cores); at
-    1,000 events/s with a 1M-item index rebuilt, the median of 10-s
-    freshness p99s read 1.51 times lower than with nice 10 (three
-    alternated pairs, ``bench/RESULTS.md``, 2026-12-07). What holds the
-    GIL runs in the normal class: a thread preempted while it holds it
-    stalls every other Python thread, the event path first.
-
-    An idle-class thread gets almost nothing while normal threads keep
-    every core busy (two flows draining on two cores), and a build that
-    never ends leaves ever more items outside the index. So the owner
-    calls the guard now and then (:meth:`BackgroundIndex.poll`): once the
-    build has had less than ``1/_STARVED`` of the time it has run, for at
-    least ``_STARVED_AFTER_S``, it goes on at nice 10, and one log line
-    says so. Where there is no idle class, or a thread could not be moved
-    back out of it (not root, ``RLIMIT_NICE`` under 10), the build runs
-    at nice 10 throughout.
-    """
-
-    def __init__(self) -> None:
-        self.idle = False
-        self._tid = 0
-        self._clock = 0
-        self._t0 = self._cpu0 = 0.0
-
-    def enter(self) -> None:
-        """On the build thread: move it to the idle class (or nice 10) and start watching its CPU time."""
-        self._tid = threading.get_native_id()
-        self.idle = _may_leave_idle() and _idle(self._tid)
-        if self.idle:
-            self._clock = time.pthread_getcpuclockid(threading.get_ident())
-            self._t0, self._cpu0 = time.perf_counter(), time.thread_time()
-        else:
-            _nice(self._tid)
-
-    def __call__(self) -> None:
-        """On the owner's thread, while the build runs: go on at nice 10 if the build is starved."""
-        if self.idle:
-            with contextlib.suppress(OSError):  # the thread has just ended
-                self.check(time.perf_counter() - self._t0, time.clock_gettime(self._clock) - self._cpu0)
-
-    def check(self, wall_s: float, cpu_s: float) -> None:
-        if wall_s >= _STARVED_AFTER_S and wall_s > _STARVED * cpu_s:
-            _nice(self._tid)
-            self.idle = False
-            log.info(
-                "index build: %.0f%% of a core in the idle class over %.1f s; it goes on at nice %d",
-                100 * cpu_s / wall_s,
-                wall_s,
-                _NICE,
-            )
-
-
-def _idle(tid: int) -> bool:
-    """Put thread ``tid`` in Linux's idle class (``SCHED_IDLE``): it runs on what the other threads leave of a core."""
-    try:
-        os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
-    except (OSError, AttributeError):
-        return False
-    return True
+def _split(lo: int, hi: int, size: int) -> list[tuple[int, int]]:
+    """``[lo, hi)`` in ranges of ``size`` items, the last one shorter; none if empty."""
+    return [(a, min(a + size, hi)) for a in range(lo, hi, size)]

@@ -62,7 +62,9 @@ class Ranker:
         self.replica = replica
         self.blend = Blend(config, replica)
         c = config
-        self.index = BackgroundIndex(c.index_m, c.index_ef_construction, c.index_ef, c.index_rebuild_s, c.seed)
+        self.index = BackgroundIndex(
+            c.index_m, c.index_ef_construction, c.index_ef, c.index_rebuild_s, c.seed, c.index_part_items
+        )
         self._factors_changed = False
         self.candidates = Candidates(config, self.blend, self.index, self.blocked)
         self._blocked_keys: set[int] = set()  # items (keys) the catalogue took away
@@ -128,11 +130,10 @@ class Ranker:
     def maintain(self) -> bool:
         """Swap in a finished index build, start one if due; True when a new index was swapped in."""
         s = self.state
-        if len(s) <= self.config.exact_max_items and self.index.current is None:
+        if len(s) <= self.config.exact_max_items and not self.index.ready:
             return False
         swapped = self.index.poll(s.mf.item_factors, self._factors_changed)
-        if self.index.building:
-            self._factors_changed = False
+        self._factors_changed = False  # the index keeps when they last moved
         return swapped
 
     # ------------------------------------------------------------------ users

@@ -225,9 +225,9 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
         """Keep the index current (swap a finished build, insert new items, start a build) and report it."""
         index = self.ranker.index
         was_building = index.building
-        if self.ranker.maintain() and index.current is not None:
+        if self.ranker.maintain():
             metrics.INDEX_BUILDS.inc()
-            metrics.INDEX_BUILD_SECONDS.observe(index.current.build_s)
+            metrics.INDEX_BUILD_SECONDS.observe(index.last_build_s)
         if index.building != was_building:
             metrics.INDEX_BUILDING.inc(1 if index.building else -1)
         lists = self.ranker.candidates.lists
@@ -235,9 +235,9 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
             if n:
                 metrics.TWO_STAGE_LISTS.labels(path).inc(n)
                 lists[path] = 0
-        if index.current is not None:
-            metrics.INDEX_ITEMS.labels(str(self.shard)).set(index.current.size)
-            metrics.INDEX_BYTES.labels(str(self.shard)).set(index.current.memory_bytes)
+        if index.ready:
+            metrics.INDEX_ITEMS.labels(str(self.shard)).set(index.size)
+            metrics.INDEX_BYTES.labels(str(self.shard)).set(index.memory_bytes)
 
     def _apply(self, delta: ItemDelta) -> None:
         self.replica.apply(delta)

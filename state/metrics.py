@@ -125,7 +125,7 @@ SNAPSHOT_BYTES = Counter("freshrec_snapshot_bytes", "Bytes of recovery snapshot 
 
 # The rankers' HNSW indexes (models/index.py), built in the background;
 # items added since a build are inserted into it between batches.
-INDEX_BUILDS = Counter("freshrec_index_builds", "HNSW index builds swapped in")
+INDEX_BUILDS = Counter("freshrec_index_builds", "HNSW index builds swapped in (each of one or more parts of an index)")
 INDEX_BUILDING = Gauge("freshrec_index_building", "Background HNSW builds running in this process")
 INDEX_ITEMS = Gauge("freshrec_index_items", "Items in the current HNSW index of each ranker", ["shard"])
 TWO_STAGE_LISTS = Counter(
@@ -134,7 +134,7 @@ TWO_STAGE_LISTS = Counter(
 INDEX_BYTES = Gauge("freshrec_index_bytes", "Memory of the current HNSW index of each ranker", ["shard"])
 INDEX_BUILD_SECONDS = Histogram(
     "freshrec_index_build_seconds",
-    "Duration of one background HNSW build",
+    "Duration of one background HNSW build, every part it made",
     buckets=(0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0),
 )
 

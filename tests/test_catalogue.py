@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import threading
 import time
 from dataclasses import replace
 
-import hnswlib
 import numpy as np
 import pytest
 
 import models.index as index_module
 from models import ModelConfig, Recommender
 from models.ids import item_key
-from models.index import BackgroundIndex, IdleUnlessStarved, ItemIndex
+from models.index import BackgroundIndex, ItemIndex
 from operators.synthetic import SyntheticConfig, synthetic_events
 
 
@@ -47,14 +44,15 @@ def recall_at_20(m: Recommender, users: list[str]) -> float:
     return float(np.mean([len(set(a.keys) & set(b.keys)) / max(len(b.keys), 1) for a, b in zip(two, exact)]))
 
 
-def test_recall_at_30k_items_with_the_index_built_in_the_background_and_gone_stale() -> None:
-    cfg = ModelConfig(seed=2, exact_max_items=5000, index_rebuild_s=0.0)
+@pytest.mark.parametrize("part_items", [1 << 18, 8192])
+def test_recall_at_30k_items_with_the_index_built_in_the_background_and_gone_stale(part_items: int) -> None:
+    cfg = ModelConfig(seed=2, exact_max_items=5000, index_rebuild_s=0.0, index_part_items=part_items)
     m = catalogue(45_000, 90_000, cfg)
     assert len(m.learner.state) >= 25_000
     m.ranker.index.wait()  # the build the stream last started, from factors that have moved on since
     m.ranker.maintain()
-    index = m.ranker.index.current
-    assert index is not None and m.ranker.two_stage()
+    index = m.ranker.index
+    assert index.ready and m.ranker.two_stage()
     for e in synthetic_events(SyntheticConfig(users=20_000, items=45_000, topics=50, events=10_000, zipf=0.6, seed=3)):
         m.learn(e)  # vectors move and new items arrive; the index stays as built
     m.replica.apply(m.learner.take_delta(shared=True))
@@ -74,6 +72,34 @@ def test_recall_at_30k_items_with_the_index_built_in_the_background_and_gone_sta
     assert mf_recall >= 0.8
 
 
+def test_an_index_in_parts_answers_as_one_and_is_rebuilt_a_part_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(index_module, "DUTY", 1.0)  # no rest between builds
+    rng = np.random.default_rng(1)
+    factors = rng.normal(size=(6000, 16)).astype(np.float32)
+    index = BackgroundIndex(m=16, ef_construction=100, ef=64, rebuild_s=0.0, seed=0, part_items=1000)
+    index.poll(factors[:3500], changed=True)  # the first build: every part
+    index.wait()
+    assert index.poll(factors[:3500], changed=False)
+    assert [(p.lo, p.hi) for p in index.parts] == [(0, 1000), (1000, 2000), (2000, 3000), (3000, 3500)]
+    exact = np.argsort(-(factors[:200] @ factors[:3500].T), axis=1)[:, :10]
+    found = index.query(factors[:200], 20)
+    assert found.shape == (200, 4 * 10)  # 2k/parts from each
+    assert np.mean([len(set(f.tolist()) & set(e.tolist())) / 10 for f, e in zip(found, exact)]) >= 0.95
+    before = list(index.parts)
+    index.poll(factors[:3500], changed=True)  # the factors moved: the stalest part is rebuilt, alone
+    index.rebuild_s = 1e9  # and no other after it
+    index.wait()
+    assert index.poll(factors[:3500], changed=False)
+    assert [(p.lo, p.hi) for p in index.parts] == [(0, 1000), (1000, 2000), (2000, 3000), (3000, 3500)]
+    assert sum(a is b for a, b in zip(before, index.parts)) == 3
+    before = list(index.parts)
+    index.poll(factors, changed=False)  # 2,500 new items: more than the last part holds
+    index.wait()
+    index.poll(factors, changed=False)
+    assert index.size == 6000 and [p.hi for p in index.parts] == [1000, 2000, 3000, 4000, 5000, 6000]
+    assert all(a is b for a, b in zip(before[:3], index.parts))  # the full parts untouched
+
+
 def test_every_candidate_source_reaches_the_final_lists() -> None:
     # Few popular and trending candidates, trends over 2 s of event time (the stream runs at 1,000
     # events/s): every source but "fresh" then proposes some items no other source does. The index
@@ -83,11 +109,12 @@ def test_every_candidate_source_reaches_the_final_lists() -> None:
     cfg = ModelConfig(seed=2, exact_max_items=10**6, w_trend=0.5, trend_half_life_s=2.0, popular_candidates=10)
     m = catalogue(8000, 15_000, cfg)
     f = m.ranker.state.mf.item_factors
-    m.ranker.index.current = ItemIndex.build(f, cfg.index_m, cfg.index_ef_construction, cfg.index_ef, cfg.seed)
+    built = ItemIndex.build(f, 0, len(f), cfg.index_m, cfg.index_ef_construction, cfg.index_ef, cfg.seed)
+    m.ranker.index.parts = [built]
     for e in synthetic_events(SyntheticConfig(users=20_000, items=12_000, topics=50, events=15_000, zipf=0.6, seed=4)):
         m.learner.learn(m.users.learn(e))  # items learned from here on are in no index: "fresh" proposes them
     m.replica.apply(m.learner.take_delta(shared=True))
-    assert len(m.ranker.state) > m.ranker.index.current.size + 1000
+    assert len(m.ranker.state) > m.ranker.index.size + 1000
     s = m.ranker.state
     users = list(dict.fromkeys(m.users.users.names[-600:]))
     views = [v for v in (m.users.view(u) for u in users) if v is not None]
@@ -103,7 +130,7 @@ def test_every_candidate_source_reaches_the_final_lists() -> None:
                         alone[name] = alone.get(name, 0) + 1
     assert {"index", "cooc", "popular", "trending"} <= set(alone), (alone, reached)
     assert reached.get("fresh", 0) > 0, reached
-    indexed = m.ranker.index.current.size
+    indexed = m.ranker.index.size
     for sources in m.ranker.sources(views):  # each user's best "candidates" of the items outside the index
         assert len(sources["fresh"]) == min(cfg.candidates, len(s) - indexed)
         assert min(sources["fresh"]) >= indexed
@@ -116,112 +143,18 @@ def test_new_items_are_inserted_in_the_background_while_queries_go_on() -> None:
     index.poll(factors[:1000], changed=False)  # the first build
     index.wait()
     index.poll(factors[:1000], changed=False)
-    assert index.current is not None and index.current.size == 1000
+    assert index.ready and index.size == 1000
     index.poll(factors, changed=False)  # 800 new items: the inserter's, not a rebuild's
     assert not index.building
     deadline = time.monotonic() + 60
     queries = 0
-    while index.current.size < 1800 and time.monotonic() < deadline:
+    while index.size < 1800 and time.monotonic() < deadline:
         assert index.query(factors[-50:], 10).shape == (50, 10)  # beside the inserts, under the same lock
         queries += 1
-    assert index.current.size == 1800 and queries > 0
+    assert index.size == 1800 and queries > 0
     exact = np.argsort(-(factors[-200:] @ factors.T), axis=1)[:, :10]
     found = index.query(factors[-200:], 30)
     assert np.mean([len(set(f.tolist()) & set(e.tolist())) / 10 for f, e in zip(found, exact)]) >= 0.9
-
-
-def where(tid: int) -> tuple[int, int]:
-    """Thread ``tid``'s scheduling class and nice."""
-    return os.sched_getscheduler(tid), os.getpriority(os.PRIO_PROCESS, tid)
-
-
-@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE") or os.geteuid() != 0, reason="Linux's idle class, left again as root")
-def test_a_build_inserts_in_the_idle_class_allocates_in_the_normal_one_and_the_inserter_is_nice(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # What holds the GIL (the allocation) runs in the normal class; the inserts, with the GIL
-    # released, in the idle class, so they give way to the event path at once. The inserter,
-    # which holds the lock queries take, stays in the normal class at nice 10.
-    seen: dict[str, tuple[int, int]] = {}
-    init, add, insert = hnswlib.Index.init_index, hnswlib.Index.add_items, ItemIndex.insert
-
-    class Watched(hnswlib.Index):
-        def init_index(self, *args: object, **kw: object) -> None:
-            seen.setdefault("allocate", where(threading.get_native_id()))
-            init(self, *args, **kw)  # type: ignore[arg-type]
-
-        def add_items(self, *args: object, **kw: object) -> None:
-            seen.setdefault("build", where(threading.get_native_id()))
-            add(self, *args, **kw)  # type: ignore[arg-type]
-
-    def watched_insert(self: ItemIndex, factors: np.ndarray, budget_s: float) -> int:
-        seen["insert"] = where(threading.get_native_id())
-        return insert(self, factors, budget_s)
-
-    caller = where(threading.get_native_id())
-    monkeypatch.setattr(hnswlib, "Index", Watched)
-    monkeypatch.setattr(ItemIndex, "insert", watched_insert)
-    factors = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
-    index = BackgroundIndex(m=8, ef_construction=50, ef=32, rebuild_s=1e9, seed=0)
-    index.poll(factors[:200], changed=False)
-    index.wait()
-    index.poll(factors, changed=False)  # swaps the build in, wakes the inserter for the 100 new items
-    deadline = time.monotonic() + 30
-    while "insert" not in seen and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert caller[0] == os.SCHED_OTHER and seen["allocate"] == caller
-    assert seen["build"][0] == os.SCHED_IDLE
-    assert seen["insert"] == (os.SCHED_OTHER, 10)
-    assert where(threading.get_native_id()) == caller  # the caller's own thread is untouched
-
-
-@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE") or os.geteuid() != 0, reason="Linux's idle class, left again as root")
-def test_a_build_starved_in_the_idle_class_goes_on_at_nice_10() -> None:
-    # The owner's thread watches the build's and moves it: the build is in one hnswlib call.
-    guard = IdleUnlessStarved()
-    entered, release = threading.Event(), threading.Event()
-
-    def build() -> None:
-        guard.enter()
-        entered.set()
-        release.wait(30)
-
-    caller = where(threading.get_native_id())
-    thread = threading.Thread(target=build)
-    thread.start()
-    entered.wait(30)
-    tid = thread.native_id
-    assert tid is not None
-    seen = {"start": (guard.idle, *where(tid))}
-    guard.check(wall_s=1.0, cpu_s=0.0)  # too soon to tell
-    seen["soon"] = (guard.idle, *where(tid))
-    guard.check(wall_s=10.0, cpu_s=3.0)  # 30% of a core: fed
-    seen["fed"] = (guard.idle, *where(tid))
-    guard.check(wall_s=10.0, cpu_s=2.0)  # 20%: starved
-    seen["starved"] = (guard.idle, *where(tid))
-    release.set()
-    thread.join()
-    idle = (True, os.SCHED_IDLE, 0)
-    assert seen["start"] == seen["soon"] == seen["fed"] == idle
-    assert seen["starved"] == (False, os.SCHED_OTHER, 10)
-    assert where(threading.get_native_id()) == caller
-
-
-def test_a_build_that_could_not_leave_the_idle_class_runs_at_nice_10(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Not root and RLIMIT_NICE under 10: the guard could not move it out, so it never goes in.
-    monkeypatch.setattr(index_module, "_may_leave_idle", lambda: False)
-    guard = IdleUnlessStarved()
-    seen: list[tuple[int, int]] = []
-
-    def build() -> None:
-        guard.enter()
-        seen.append(where(threading.get_native_id()))
-
-    thread = threading.Thread(target=build)
-    thread.start()
-    thread.join()
-    assert not guard.idle
-    assert seen == [(os.SCHED_OTHER, 10)]
 
 
 @pytest.mark.parametrize("items", [300, 1500])
@@ -260,7 +193,7 @@ def test_before_the_first_index_the_newest_items_stand_in_for_it() -> None:
     cfg = ModelConfig(seed=5, exact_max_items=10, candidates=items, popular_candidates=10, fresh_max_items=items)
     m = catalogue(items, 20_000, cfg)
     m.ranker.index.wait()
-    m.ranker.index.current = None  # as after a start, before the first build has finished
+    m.ranker.index.parts = []  # as after a start, before the first build has finished
     assert m.ranker.two_stage()
     views = [v for v in (m.users.view(f"u{u}") for u in range(0, 20_000, 37)) if v is not None]
     assert len(views) > 100

@@ -86,7 +86,8 @@ def test_the_content_source_brings_cold_items_to_two_stage_lists() -> None:
     cfg = ModelConfig(seed=3, exact_max_items=10)
     m = _model(cfg)
     f = m.ranker.state.mf.item_factors
-    m.ranker.index.current = ItemIndex.build(f, cfg.index_m, cfg.index_ef_construction, cfg.index_ef, cfg.seed)
+    built = ItemIndex.build(f, 0, len(f), cfg.index_m, cfg.index_ef_construction, cfg.index_ef, cfg.seed)
+    m.ranker.index.parts = [built]
     assert m.ranker.two_stage()
     views = [v for v in (m.users.view(f"u{u}") for u in range(50)) if v is not None]
     new = {m.ranker.state.keys.get(item_key(name)) for name in NEW}
