@@ -15,9 +15,11 @@ so builds are spaced to use at most a quarter of one on average (``DUTY``).
 The index comes in *parts* of at most ``part_items`` items each (item
 ranges ``[lo, hi)``), rebuilt one at a time, stalest first. hnswlib frees
 an index with the GIL held: 50 ms for a 1M-item index on a quiet machine,
-stretched to 100-150 ms of the event path under load, at every swap. A
-part of 256k items costs a quarter of that, and a build needs a quarter
-of the memory beside the index it replaces. A query asks every part for
+stretched to 100-150 ms of the event path under load, at every swap.
+250k-item parts were freed in 17-18 ms in a random-vector probe, but one
+262k part built here has measured 49 ms, as much as a whole 600k index
+in the same hour: not understood yet (``bench/RESULTS.md``, eleventh
+round). A build needs one part's memory beside the index. A query asks every part for
 fewer neighbours at a lower ``ef`` (:meth:`BackgroundIndex.query`): about
 1.4 times the time of one index, for the same recall.
 
