@@ -38,7 +38,10 @@ Through the real flow (``freshrec run`` on Kafka and Redis, recovery on,
   where there is no index). Past the first build, a build makes one part
   of the index (``models/index.py``): at 1M items, 743k of them seen, an
   index of three parts is rebuilt in three builds, each like the one
-  counted.
+  counted;
+- ``index_swap_ms``: what the swaps of the stage held the flow's worker on
+  average (``freshrec_index_swap_seconds``): mostly hnswlib freeing the
+  part replaced, with the GIL held.
 
 The last line of ``freshrec bench --catalogue --json`` is one JSON object
 ``{"catalogue": [{"items": ..., ...}, ...]}``.
@@ -238,7 +241,12 @@ def through_flow(items: int, plan: CataloguePlan, kafka: str, redis_url: str, wo
         # alone would say little (2 s of a 162 s build, in one run).
         before = settle(flow, timeout=60)
         if total(before, "freshrec_index_items") == 0:  # exact ranking at this size: no index, no rebuild
-            return {"events_per_s": round(eps), "freshness_p99_ms_during_rebuild": None, "rebuilds_observed": 0}
+            return {
+                "events_per_s": round(eps),
+                "freshness_p99_ms_during_rebuild": None,
+                "index_swap_ms": None,
+                "rebuilds_observed": 0,
+            }
         stop = threading.Event()
         producer = threading.Thread(
             target=_produce,
@@ -246,6 +254,7 @@ def through_flow(items: int, plan: CataloguePlan, kafka: str, redis_url: str, wo
             daemon=True,
         )
         producer.start()
+        start = before
         during: dict[float, float] = {}
         building_s = 0.0
         builds_seen = 0
@@ -269,9 +278,14 @@ def through_flow(items: int, plan: CataloguePlan, kafka: str, redis_url: str, wo
             before = after
         producer.join()
         p99 = quantiles({}, during, (0.99,))[0] if during else float("nan")
+        swaps = [
+            total(before, f"freshrec_index_swap_seconds_{x}") - total(start, f"freshrec_index_swap_seconds_{x}")
+            for x in ("sum", "count")
+        ]
         return {
             "events_per_s": round(eps),
             "freshness_p99_ms_during_rebuild": round(p99 * 1000, 1),
+            "index_swap_ms": round(1000 * swaps[0] / swaps[1], 1) if swaps[1] else None,
             "rebuild_seconds_observed": building_s,
             "rebuilds_observed": builds_seen,
         }

@@ -239,14 +239,15 @@ def _catalogue_lines(rows: list[dict]) -> list[str]:
         "",
         "| items (seen) | events/s | recall@20 | index recall@20 | HR@10 two-stage / exact "
         "| us per user two-stage / exact | lists without an index query | index build / MB "
-        "| freshness p99 during a rebuild (ms) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| freshness p99 during a rebuild (ms) | swap (ms) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     body = [
         f"| {r['items']:,} ({r['items_seen']:,}) | {r.get('events_per_s', '-'):,} | {r['recall_at_20']} "
         f"| {r['index_recall_at_20']} | {r['hr_at_10']} / {r['exact_hr_at_10']} "
         f"| {r['two_stage_us_per_user']} / {r['exact_us_per_user']} | {r.get('index_skipped_share', '-')} "
-        f"| {r['index_build_s']} s / {r['index_mb']} MB | {r.get('freshness_p99_ms_during_rebuild') or '-'} |"
+        f"| {r['index_build_s']} s / {r['index_mb']} MB | {r.get('freshness_p99_ms_during_rebuild') or '-'} "
+        f"| {r.get('index_swap_ms') or '-'} |"
         for r in rows
     ]
     return [*header, *body, ""]
@@ -358,7 +359,8 @@ def print_summary(res: dict) -> None:
             f"(index {row['index_recall_at_20']}, not queried for {row.get('index_skipped_share', '-')} of lists), "
             f"HR@10 {row['hr_at_10']} vs exact {row['exact_hr_at_10']}, "
             f"build {row['index_build_s']} s / {row['index_mb']} MB, "
-            f"p99 during rebuild {row.get('freshness_p99_ms_during_rebuild') or '-'} ms"
+            f"p99 during rebuild {row.get('freshness_p99_ms_during_rebuild') or '-'} ms, "
+            f"swap {row.get('index_swap_ms') or '-'} ms"
         )
     if "scale" in res:
         sc = res["scale"]

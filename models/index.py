@@ -172,9 +172,8 @@ class BackgroundIndex:
         self.m, self.ef_construction, self.ef, self.rebuild_s, self.seed = m, ef_construction, ef, rebuild_s, seed
         self.part_items = part_items
         self.parts: list[ItemIndex] = []  # item ranges in order, together 0..size-1
-        self.builds = 0
         self.last_build_s = 0.0  # the last build swapped in, all its parts
-        self.building_since: float | None = None
+        self.last_swap_s = 0.0  # what its swap held the owner: mostly hnswlib freeing the part(s) it replaced
         self._thread: threading.Thread | None = None
         self._guard = IdleUnlessStarved()  # the running build's, for the part it builds now
         self._result: list[ItemIndex] | None = None
@@ -234,16 +233,16 @@ class BackgroundIndex:
             self._guard()
         elif self._thread is not None:
             self._thread = None
-            self.building_since = None
             self._finished_at = time.monotonic()
             built, self._result = self._result, None
             if built:
+                t0 = time.perf_counter()
                 lo, hi = built[0].lo, built[-1].hi
                 with self._lock:
                     old = self.parts
                     self.parts = [p for p in old if p.hi <= lo] + built + [p for p in old if p.lo >= hi]
                 del old, built  # hnswlib frees the part(s) replaced here, with the GIL held
-                self.builds += 1
+                self.last_swap_s = time.perf_counter() - t0
                 self.last_build_s = self._job_s
                 swapped = True
         self._factors = factors
@@ -299,7 +298,6 @@ class BackgroundIndex:
         return []
 
     def _start(self, factors: np.ndarray, ranges: list[tuple[int, int]]) -> None:
-        self.building_since = time.monotonic()
         n = factors.shape[0]
 
         def run() -> None:

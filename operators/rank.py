@@ -228,6 +228,7 @@ class RankerLogic(StatefulBatchLogic[RankBatch | Broadcast, ListWrite, None]):
         if self.ranker.maintain():
             metrics.INDEX_BUILDS.inc()
             metrics.INDEX_BUILD_SECONDS.observe(index.last_build_s)
+            metrics.INDEX_SWAP_SECONDS.observe(index.last_swap_s)
         if index.building != was_building:
             metrics.INDEX_BUILDING.inc(1 if index.building else -1)
         lists = self.ranker.candidates.lists

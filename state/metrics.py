@@ -137,6 +137,11 @@ INDEX_BUILD_SECONDS = Histogram(
     "Duration of one background HNSW build, every part it made",
     buckets=(0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0),
 )
+INDEX_SWAP_SECONDS = Histogram(
+    "freshrec_index_swap_seconds",
+    "Time a build's swap held its ranker's worker: mostly hnswlib freeing the replaced part, with the GIL held",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
 
 
 # Every call of a dataflow step holds its worker thread: the steps of one

@@ -89,7 +89,8 @@ def test_an_index_in_parts_answers_as_one_and_is_rebuilt_a_part_at_a_time(monkey
     index.poll(factors[:3500], changed=True)  # the factors moved: the stalest part is rebuilt, alone
     index.rebuild_s = 1e9  # and no other after it
     index.wait()
-    assert index.poll(factors[:3500], changed=False)
+    swapped = index.poll(factors[:3500], changed=False)
+    assert swapped and index.last_swap_s > 0  # timed: it frees the part replaced
     assert [(p.lo, p.hi) for p in index.parts] == [(0, 1000), (1000, 2000), (2000, 3000), (3000, 3500)]
     assert sum(a is b for a, b in zip(before, index.parts)) == 3
     before = list(index.parts)
