@@ -31,17 +31,18 @@ Through the real flow (``freshrec run`` on Kafka and Redis, recovery on,
 5 s snapshots):
 
 - ``events_per_s``: the drain rate of a backlog produced after the warm-up;
-- ``freshness_p99_ms_during_rebuild``: freshness p99 at 1,000 events/s,
-  counted while a background index build runs and for ``AFTER_SWAP_S``
-  after it is swapped in (the stage lasts until a build has finished
-  under it, at most ``rebuild_stage_s``; null at a size ranked exactly,
-  where there is no index). Past the first build, a build makes one part
-  of the index (``models/index.py``): at 1M items, 743k of them seen, an
-  index of three parts is rebuilt in three builds, each like the one
-  counted;
-- ``index_swap_ms``: what the swaps of the stage held the flow's worker on
-  average (``freshrec_index_swap_seconds``): mostly hnswlib freeing the
-  part replaced, with the GIL held.
+- ``freshness_p99_ms_during_rebuild``: freshness p99 at 1,000 events/s
+  while the whole index is rebuilt. Past the first build, a build makes one
+  part of the index (``models/index.py``; at 1M items, 743k of them seen,
+  three parts), so the count runs from the start of a build under this
+  load until as many builds as the index has parts (``index_parts``,
+  ``rebuilds_observed``) have been swapped in, the rests between them
+  included, and ``AFTER_SWAP_S`` more; at most ``rebuild_stage_s``. Null
+  at a size ranked exactly, where there is no index;
+- ``index_swap_ms``, ``index_swaps_over_50_ms``: what those swaps held the
+  flow's worker on average, and how many held it over 50 ms
+  (``freshrec_index_swap_seconds``): mostly hnswlib freeing the part
+  replaced, with the GIL held.
 
 The last line of ``freshrec bench --catalogue --json`` is one JSON object
 ``{"catalogue": [{"items": ..., ...}, ...]}``.
@@ -88,10 +89,10 @@ class CataloguePlan:
     sample_users: int = 1000
     hr_events: int = 10_000
     backlog: int = 60_000  # drained through the flow after the warm-up
-    # Most seconds at 1,000 events/s, until a build has finished under it. It must hold a build's
-    # rest (three build-lengths) and a whole build: 1M-item builds in the idle class took about
-    # 300 s beside the flow (2026-12-07), and 900 s missed the build after the drain's last.
-    rebuild_stage_s: float = 1800.0
+    # Most seconds at 1,000 events/s, until every part of the index has been rebuilt under it. At
+    # 1M items (three parts) that is three builds and the rests before them (three build-lengths
+    # each): 1M-item builds, whole, took about 300 s beside the flow (2026-12-07).
+    rebuild_stage_s: float = 3600.0
 
     @classmethod
     def make(cls, quick: bool) -> CataloguePlan:
@@ -232,21 +233,23 @@ def through_flow(items: int, plan: CataloguePlan, kafka: str, redis_url: str, wo
         t_hi = next(t for t, n in series if n >= hi)
         eps = (hi - lo) / max(t_hi - t_lo, 1e-9)
         _say(f"{items:,} items: drained the backlog at {eps:,.0f} events/s (warm-up {series[-1][0]:.0f} s in all)")
-        # 1,000 events/s; freshness counted over the seconds a background build ran, the second
-        # it was swapped in and AFTER_SWAP_S more (events a pause at the swap delayed are observed
-        # once the flow goes on). The stage starts once the backlog's own freshness (seconds in the
-        # backlog) is observed, and ends once a build that started under it has been swapped in
-        # (builds rest three times their length: at 1M items that takes minutes), or after
-        # rebuild_stage_s. A build already running at the start is not counted: its last seconds
-        # alone would say little (2 s of a 162 s build, in one run).
+        # 1,000 events/s while the whole index is rebuilt: freshness counted from the start of a build
+        # under this load until as many builds as the index has parts (models/index.py: one part a
+        # build, stalest first, each after a rest of three times the last one's length) have been
+        # swapped in, and AFTER_SWAP_S more (events a pause at the swap delayed are observed once the
+        # flow goes on). The stage starts once the backlog's own freshness (seconds in the backlog)
+        # is observed; it ends there, or after rebuild_stage_s. A build already running at the
+        # start is not counted: its last seconds alone would say little (2 s of a 162 s build).
         before = settle(flow, timeout=60)
-        if total(before, "freshrec_index_items") == 0:  # exact ranking at this size: no index, no rebuild
+        indexed = total(before, "freshrec_index_items")
+        if indexed == 0:  # exact ranking at this size: no index, no rebuild
             return {
                 "events_per_s": round(eps),
                 "freshness_p99_ms_during_rebuild": None,
                 "index_swap_ms": None,
                 "rebuilds_observed": 0,
             }
+        parts = -(-int(indexed) // ModelConfig().index_part_items)
         stop = threading.Event()
         producer = threading.Thread(
             target=_produce,
@@ -259,7 +262,7 @@ def through_flow(items: int, plan: CataloguePlan, kafka: str, redis_url: str, wo
         building_s = 0.0
         builds_seen = 0
         watching = False  # a build started during the stage
-        swapped_at: float | None = None
+        swapped_at = 0.0
         while producer.is_alive():
             time.sleep(1.0)
             after = flow.samples()
@@ -270,22 +273,25 @@ def through_flow(items: int, plan: CataloguePlan, kafka: str, redis_url: str, wo
                 if now == 0:
                     builds_seen += 1
                     swapped_at = time.monotonic()
-            if watching and (was > 0 or swapped_at is not None):
+            if watching:
                 for edge, count in freshness_buckets(after).items():
                     during[edge] = during.get(edge, 0.0) + count - freshness_buckets(before).get(edge, 0.0)
-            if swapped_at is not None and time.monotonic() - swapped_at >= AFTER_SWAP_S:
+            if builds_seen >= parts and time.monotonic() - swapped_at >= AFTER_SWAP_S:
                 stop.set()
             before = after
         producer.join()
         p99 = quantiles({}, during, (0.99,))[0] if during else float("nan")
-        swaps = [
-            total(before, f"freshrec_index_swap_seconds_{x}") - total(start, f"freshrec_index_swap_seconds_{x}")
-            for x in ("sum", "count")
-        ]
+
+        def swaps(name: str, labels: dict[str, str] | None = None) -> float:
+            full = f"freshrec_index_swap_seconds_{name}"
+            return total(before, full, labels) - total(start, full, labels)
+
         return {
             "events_per_s": round(eps),
             "freshness_p99_ms_during_rebuild": round(p99 * 1000, 1),
-            "index_swap_ms": round(1000 * swaps[0] / swaps[1], 1) if swaps[1] else None,
+            "index_swap_ms": round(1000 * swaps("sum") / swaps("count"), 1) if swaps("count") else None,
+            "index_swaps_over_50_ms": swaps("count") - swaps("bucket", {"le": "0.05"}),
+            "index_parts": parts,
             "rebuild_seconds_observed": building_s,
             "rebuilds_observed": builds_seen,
         }
