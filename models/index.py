@@ -14,14 +14,13 @@ so builds are spaced to use at most a quarter of one on average (``DUTY``).
 
 The index comes in *parts* of at most ``part_items`` items each (item
 ranges ``[lo, hi)``), rebuilt one at a time, stalest first. hnswlib frees
-an index with the GIL held: 50 ms for a 1M-item index on a quiet machine,
-stretched to 100-150 ms of the event path under load, at every swap.
-250k-item parts were freed in 17-18 ms in a random-vector probe, but one
-262k part built here has measured 49 ms, as much as a whole 600k index
-in the same hour: not understood yet (``bench/RESULTS.md``, eleventh
-round). A build needs one part's memory beside the index. A query asks every part for
-fewer neighbours at a lower ``ef`` (:meth:`BackgroundIndex.query`): about
-1.4 times the time of one index, for the same recall.
+an index with the GIL held, at every swap: in fresh processes on a quiet
+machine, 81 ms for a 1M-item index and 17-25 ms for a 262k part
+(``bench/RESULTS.md``, twelfth round), stretched on the event path under
+load. Each swap's pause is exported (``freshrec_index_swap_seconds``). A
+build needs one part's memory beside the index. A query asks every part
+for fewer neighbours at a lower ``ef`` (:meth:`BackgroundIndex.query`):
+about 1.4 times the time of one index, for the same recall.
 
 The index searches inner product directly (hnswlib's ``ip`` space). The
 usual reduction of inner product to L2 (one extra coordinate
