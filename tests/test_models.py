@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models import ModelConfig, Recommender, popularity
+from models.arrays import stable_order
 from models.cooc import CoOccurrence
 from models.event import Event
 from models.ids import item_key
@@ -147,6 +148,14 @@ def test_cooc_rows_stay_bounded(pairs: list[tuple[int, int]], cap: int) -> None:
     for row in co.rows:
         assert row.n <= 2 * cap
         assert row.total == pytest.approx(sum(row.val))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 2**62 - 1) | st.integers(0, 40), max_size=300))
+def test_stable_order_is_a_stable_argsort(keys: list[int]) -> None:
+    # Small keys pack with their positions; keys too large to pack fall back to argsort.
+    a = np.array(keys, dtype=np.int64)
+    assert stable_order(a).tolist() == np.argsort(a, kind="stable").tolist()
 
 
 def test_decayed_popularity_survives_rescaling() -> None:
