@@ -70,6 +70,13 @@ class CoOccurrence:
         Recent items that count.
     learn_positions
         Learn the position weights (else they stay ``recency ** age``).
+    hop
+        Weight of the two-step walk in a row as scoring reads it (0: off;
+        :meth:`row`). Rows are counted as before; what a user's recent item
+        contributes is its row mixed with its ``hop_neighbours`` strongest
+        neighbours' rows (``(P + hop * P @ P) / (1 + hop)``), which fills in
+        the sparse rows of session logs. Each item's mixed row is kept and
+        made again once its row's total has grown by ``hop_stale``.
 
     Examples
     --------
@@ -93,7 +100,14 @@ class CoOccurrence:
         recency: float = 0.8,
         window: int = 5,
         learn_positions: bool = True,
+        hop: float = 0.0,
+        hop_neighbours: int = 32,
+        hop_stale: float = 1.1,
     ) -> None:
+        self.hop = hop
+        self.hop_neighbours = hop_neighbours
+        self.hop_stale = hop_stale
+        self._walks: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}  # item: mixed row, its row's total then
         self.row_cap = row_cap
         self.backward = backward
         self.recency = recency
@@ -206,11 +220,46 @@ class CoOccurrence:
             add(row, col, w)
 
     def row(self, j: int) -> tuple[np.ndarray, np.ndarray]:
-        """Neighbour indexes of item ``j`` and their share of its row (sums to 1)."""
+        """Neighbour indexes of item ``j`` and their share of its row (sums to 1), two-step walk mixed in (``hop``)."""
         if j >= len(self.rows) or self.rows[j].n == 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
         r = self.rows[j]
+        if self.hop:
+            return self._walk(j)
         return np.array(r.idx), np.array(r.val) / r.total
+
+    def _walk(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """Row ``j`` as shares, mixed with the two-step walk through its strongest neighbours (cached).
+
+        The cache is made again once the row's total has grown by
+        ``hop_stale``: a popular item's mixed row is remade about
+        ``log(total) / log(hop_stale)`` times over its life, not per read.
+        Item ``j`` itself is left out (a walk back to where it started).
+        """
+        r = self.rows[j]
+        cached = self._walks.get(j)
+        if cached is not None and r.total <= cached[2] * self.hop_stale:
+            return cached[0], cached[1]
+        idx = np.array(r.idx)
+        share = np.array(r.val) / r.total
+        near = np.argsort(-share)[: self.hop_neighbours] if share.shape[0] > self.hop_neighbours else slice(None)
+        items, values = [idx], [share]
+        rows = self.rows
+        for k, pk in zip(idx[near].tolist(), share[near].tolist()):
+            rk = rows[k]
+            if rk.n:
+                items.append(np.array(rk.idx))
+                values.append(np.array(rk.val) * (self.hop * pk / rk.total))
+        key, at = np.unique(np.concatenate(items), return_inverse=True)
+        value = np.bincount(at, np.concatenate(values))
+        back = key != j
+        key, value = key[back], value[back]
+        if key.shape[0] > 2 * self.row_cap:  # bounded like a row
+            top = np.argpartition(-value, 2 * self.row_cap)[: 2 * self.row_cap]
+            key, value = key[top], value[top]
+        value /= value.sum()
+        self._walks[j] = (key, value, r.total)
+        return key, value
 
     def scores(
         self, recent: np.ndarray, exclude: tuple[np.ndarray, np.ndarray]
@@ -233,13 +282,20 @@ class CoOccurrence:
         n = len(rows)
         owners, scale, lens = [], [], []
         idx, val = array("q"), array("d")  # the rows' entries, one after another
-        positions = self.positions
+        positions, hop = self.positions, self.hop
         for r, items in enumerate(recent.tolist()):
             for j, weight in zip(reversed(items), positions):
                 if 0 <= j < n:  # -1: an empty slot, or an item this copy does not know yet
                     row = rows[j]
                     m = len(row.idx)
-                    if m:
+                    if m and hop:
+                        walk_idx, walk_val = self._walk(j)
+                        owners.append(r)
+                        idx.frombytes(walk_idx.tobytes())
+                        val.frombytes(walk_val.tobytes())
+                        scale.append(weight)
+                        lens.append(walk_idx.shape[0])
+                    elif m:
                         owners.append(r)
                         idx.extend(row.idx)
                         val.extend(row.val)
@@ -282,8 +338,8 @@ class CoOccurrence:
         n = len(rows)
         for j, weight in zip(reversed(recent), self.positions):
             if 0 <= j < n and rows[j].n:
-                row = rows[j]
-                out[np.array(row.idx)] += np.array(row.val) * (weight / row.total)
+                share_idx, share = self.row(j)
+                out[share_idx] += share * weight
         out[exclude] = 0.0
         return out
 

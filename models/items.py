@@ -37,7 +37,7 @@ class ItemState:
         self.pop = DecayedPopularity(c.half_life_s)
         self.trend = DecayedPopularity(c.trend_half_life_s)
         self.cooc = CoOccurrence(
-            c.cooc_row_cap, c.cooc_backward, c.cooc_recency, c.window, c.cooc_positions == "learned"
+            c.cooc_row_cap, c.cooc_backward, c.cooc_recency, c.window, c.cooc_positions == "learned", c.cooc_hop
         )
 
     def __len__(self) -> int:

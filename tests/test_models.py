@@ -98,9 +98,10 @@ def test_ranking_matches_the_plain_blend(w_trend: float) -> None:
         assert ref[idx[-1]] >= np.sort(ref)[-20] - 1e-5  # nothing better was left out
 
 
-def test_recommend_many_matches_recommend() -> None:
-    """Ranked 64 users per block: the same lists as one by one."""
-    m = trained()
+@pytest.mark.parametrize("hop", [0.0, 2.0])
+def test_recommend_many_matches_recommend(hop: float) -> None:
+    """Ranked 64 users per block: the same lists as one by one (with the two-step walk too)."""
+    m = trained(ModelConfig(seed=3, cooc_hop=hop))
     users = [f"u{u}" for u in range(200)] + ["stranger"]
     many = m.recommend_many(users, 20)
     assert many[-1] == m.popular(20)
@@ -148,6 +149,40 @@ def test_cooc_rows_stay_bounded(pairs: list[tuple[int, int]], cap: int) -> None:
     for row in co.rows:
         assert row.n <= 2 * cap
         assert row.total == pytest.approx(sum(row.val))
+
+
+def test_the_two_step_walk_reaches_the_neighbours_of_a_rows_neighbours() -> None:
+    """a -> b -> c: with ``hop`` a's row gives c a share; it is remade once a's row has grown by ``hop_stale``."""
+    co = CoOccurrence(backward=0.0, hop=1.0, hop_stale=1.5, learn_positions=False)
+    co.learn([0], 1, 1.0)  # a (0) -> b (1)
+    co.learn([1], 2, 1.0)  # b -> c (2)
+    items, shares = co.row(0)
+    assert dict(zip(items.tolist(), shares.tolist())) == {1: 0.5, 2: 0.5}
+    assert CoOccurrence(backward=0.0).row(0)[0].size == 0  # (a fresh model knows nothing)
+    co.learn([0], 3, 0.4)  # a -> d: the row grew by 1.4x, within hop_stale: the cached walk stands
+    assert co.row(0)[0].tolist() == items.tolist()
+    co.learn([0], 3, 0.4)  # now 1.8x: remade
+    got = dict(zip(*(x.tolist() for x in co.row(0))))
+    assert set(got) == {1, 2, 3} and got[1] == pytest.approx(got[2]) and sum(got.values()) == pytest.approx(1.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 20), st.integers(0, 20)), min_size=1, max_size=150), st.floats(0.1, 4.0))
+def test_walk_rows_are_distributions_without_their_own_item(pairs: list[tuple[int, int]], hop: float) -> None:
+    plain, walk = CoOccurrence(row_cap=4), CoOccurrence(row_cap=4, hop=hop, hop_stale=1.0)
+    recent: list[int] = []
+    for a, b in pairs:
+        plain.learn(recent, b, 1.0)
+        walk.learn(recent, b, 1.0)
+        recent = ([*recent, a])[-5:]
+    for j in range(len(plain.rows)):
+        items, shares = walk.row(j)
+        if plain.rows[j].n == 0:
+            assert items.size == 0
+            continue
+        assert j not in items.tolist() and items.size <= 2 * 4 and np.all(shares >= 0)
+        assert shares.sum() == pytest.approx(1.0)
+        assert set(plain.row(j)[0].tolist()) - {j} <= set(items.tolist()) or items.size == 2 * 4
 
 
 @settings(max_examples=60, deadline=None)
