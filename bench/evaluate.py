@@ -20,7 +20,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -197,6 +197,12 @@ def read_catalogue(path: str) -> Catalogue:
     return out
 
 
+def _changed(config: ModelConfig) -> dict:
+    """The model settings that differ from the defaults."""
+    base = ModelConfig()
+    return {f.name: getattr(config, f.name) for f in fields(config) if getattr(config, f.name) != getattr(base, f.name)}
+
+
 def run_eval(
     data: str,
     fmt: str,
@@ -208,6 +214,7 @@ def run_eval(
     items: str = "",
     synthetic: str = "",
     seed: int = 0,
+    config: ModelConfig | None = None,
 ) -> int:
     if synthetic:
         events, about = synthetic_log(synthetic), f"the synthetic {synthetic} log"
@@ -224,6 +231,9 @@ def run_eval(
         f" prequential, k={k}",
         file=sys.stderr,
     )
+    changed = _changed(config or ModelConfig())
+    if changed:
+        print(f"  model settings: {', '.join(f'{k}={v}' for k, v in changed.items())}", file=sys.stderr)
     window = max(min(5000, len(events) // 10), 1)
     res = evaluate(
         events,
@@ -233,6 +243,7 @@ def run_eval(
         window=window,
         ablations=ablations,
         catalogue=catalogue,
+        config=config,
     )
     print(f"cold events (item with fewer than {COLD} earlier events): {res['cold_events']:,}")
     cols = [f"hr@{k}", f"hr@{k}_cold", "hr@20", "mrr@20", f"hr@{k}_second_half", "coverage", "events_per_s"]
@@ -247,5 +258,7 @@ def run_eval(
         doc["models"] = res["models"]
         if items:
             doc["items"] = items
+        if changed:
+            doc["model_settings"] = changed
         print(orjson.dumps(doc).decode())
     return 0

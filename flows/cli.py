@@ -149,6 +149,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from operators.datasets import DataError
 
     try:
+        config = Settings.from_args(args).model_config()
+    except ValueError as ex:
+        return fail(str(ex))
+    try:
         return run_eval(
             args.data,
             args.format,
@@ -160,6 +164,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             args.items,
             args.synthetic,
             args.seed,
+            config,
         )
     except DataError as ex:
         return fail(str(ex))
@@ -302,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         help="a catalogue file (CSV or JSONL; MovieLens movies.csv as is): its items and their content features",
     )
+    Settings.add_arguments(p, only=("config",), model=True)
 
     p = add("replay", cmd_replay, "Produce a log or a synthetic stream to Kafka at a target rate.")
     p.add_argument("path", nargs="?")

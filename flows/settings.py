@@ -255,9 +255,16 @@ class Settings:
 
     @classmethod
     def add_arguments(
-        cls, parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None, exclude: tuple[str, ...] = ()
+        cls,
+        parser: argparse.ArgumentParser,
+        only: tuple[str, ...] | None = None,
+        exclude: tuple[str, ...] = (),
+        model: bool | None = None,
     ) -> None:
-        """One ``--flag`` per field (default: unset, so the environment applies); ``--model-*`` with all of them."""
+        """One ``--flag`` per field (default: unset, so the environment applies); ``--model-*`` with all of them.
+
+        ``model``: add the ``--model-*`` flags (default: only when ``only`` is None).
+        """
         for f in fields(cls):
             if (only is not None and f.name not in only) or f.name == "model" or f.name in exclude:
                 continue
@@ -268,7 +275,7 @@ class Settings:
                 type=type(f.default),
                 help=f"{f.metadata['help']} [env {_env(f.name)}, default {f.default!r}]",
             )
-        if only is not None:
+        if not (only is None if model is None else model):
             return
         group = parser.add_argument_group("model settings (also [model] in --config, FRESHREC_MODEL_*)")
         for name, f in _MODEL_FIELDS.items():

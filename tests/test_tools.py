@@ -9,6 +9,7 @@ import orjson
 import pytest
 from kafka import KafkaConsumer
 
+from operators.sessions import SessionConfig, session_events
 from operators.synthetic import SyntheticConfig, synthetic_events
 from support import cli
 
@@ -147,6 +148,22 @@ def test_eval_with_a_catalogue_scores_cold_events_with_and_without_content(tmp_p
     items.write_text("movieId,title,genres\n1,Heat (1995),Action\n2," + "x" * 2000 + ",Drama\n")
     out = cli("eval", "--data", str(log), "--items", str(items), "--plot", "")
     assert out.returncode != 0 and f"{items} row 2: title is longer than" in out.stderr, out.stderr
+
+
+def test_eval_takes_model_settings_and_names_a_bad_one(tmp_path) -> None:
+    log = tmp_path / "clicks.csv"
+    sessions = SessionConfig(users=100, items=300, categories=6, events=3000, sessions_as_users=True, typed=False)
+    log.write_text(
+        "session_id,item_id,event,timestamp\n"
+        + "".join(f"{e.user},{e.item},{e.kind},{e.ts}\n" for e in session_events(sessions))
+    )
+    out = cli("eval", "--data", str(log), "--json", "--plot", "", "--model-window", "1", "--model-cooc-hop", "2")
+    assert out.returncode == 0, out.stderr
+    assert "model settings: window=1, cooc_hop=2.0" in out.stderr
+    doc = orjson.loads(out.stdout.strip().splitlines()[-1])
+    assert doc["model_settings"] == {"window": 1, "cooc_hop": 2.0} and doc["models"]["freshrec"]["hr@10"] > 0
+    out = cli("eval", "--data", str(log), "--plot", "", "--model-cooc-hop", "-1")
+    assert out.returncode != 0 and out.stderr.strip().splitlines()[-1].endswith("cooc_hop must be >= 0, got -1.0")
 
 
 def test_the_demo_runs_the_flow_end_to_end_with_simulated_shoppers() -> None:
