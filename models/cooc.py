@@ -240,18 +240,24 @@ class CoOccurrence:
         cached = self._walks.get(j)
         if cached is not None and r.total <= cached[2] * self.hop_stale:
             return cached[0], cached[1]
-        idx = np.array(r.idx)
-        share = np.array(r.val) / r.total
+        idx, val = array("q", r.idx), array("d", r.val)  # the row, then its neighbours' rows, one after another
+        share = np.frombuffer(val) / r.total
         near = np.argsort(-share)[: self.hop_neighbours] if share.shape[0] > self.hop_neighbours else slice(None)
-        items, values = [idx], [share]
-        rows = self.rows
-        for k, pk in zip(idx[near].tolist(), share[near].tolist()):
+        scale, lens = [1.0 / r.total], [len(r.idx)]
+        rows, hop = self.rows, self.hop
+        for k, pk in zip(np.frombuffer(idx, np.int64)[near].tolist(), share[near].tolist()):
             rk = rows[k]
             if rk.n:
-                items.append(np.array(rk.idx))
-                values.append(np.array(rk.val) * (self.hop * pk / rk.total))
-        key, at = np.unique(np.concatenate(items), return_inverse=True)
-        value = np.bincount(at, np.concatenate(values))
+                idx.extend(rk.idx)
+                val.extend(rk.val)
+                scale.append(hop * pk / rk.total)
+                lens.append(len(rk.idx))
+        key = np.frombuffer(idx, np.int64)
+        contrib = np.frombuffer(val) * np.repeat(np.array(scale), lens)
+        order = stable_order(key)
+        key, contrib = key[order], contrib[order]
+        starts = run_starts(key)
+        key, value = key[starts], np.add.reduceat(contrib, starts)
         back = key != j
         key, value = key[back], value[back]
         if key.shape[0] > 2 * self.row_cap:  # bounded like a row
