@@ -37,6 +37,7 @@ from operators.parse import Rejected
 
 K_MAX = 20
 COLD = 5  # an event is cold when its item had fewer earlier events than this
+SESSION = {"window": 1, "cooc_hop": 2.0}  # the setting for session traffic (README, "Session logs")
 Catalogue = list[tuple[str, tuple[np.ndarray, np.ndarray]]]  # item id, content features
 
 
@@ -77,6 +78,7 @@ def evaluate(
         ours["freshrec_no_cooc"] = _Freshrec(replace(cfg, w_cooc=0.0))
         ours["freshrec_no_pop"] = _Freshrec(replace(cfg, w_pop=0.0))
         ours["freshrec_fixed_positions"] = _Freshrec(replace(cfg, cooc_positions="fixed"))
+        ours["freshrec_session"] = _Freshrec(replace(cfg, **SESSION))
     baselines: dict[str, Popularity | ItemKNN | FunkMFAlone | BatchALS] = {
         "popularity": Popularity(),
         "decayed_popularity": Popularity(half_life=cfg.half_life_s),

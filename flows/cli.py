@@ -301,7 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="last line: one JSON object with every figure")
     p.add_argument("--plot", default="bench/out/eval_hr.png", help="PNG of HR@k over the stream")
     p.add_argument("--batch-every", type=int, default=5000, help="events between retrains of the batch MF baseline")
-    p.add_argument("--ablations", action="store_true", help="also freshrec without its MF, co-occurrence, popularity")
+    p.add_argument(
+        "--ablations",
+        action="store_true",
+        help="also freshrec without its MF, co-occurrence or popularity, with fixed position weights, and with the"
+        " session setting (window 1, cooc_hop 2)",
+    )
     p.add_argument(
         "--items",
         default="",
