@@ -37,7 +37,6 @@ from operators.parse import Rejected
 
 K_MAX = 20
 COLD = 5  # an event is cold when its item had fewer earlier events than this
-SESSION = {"window": 1, "cooc_hop": 2.0}  # the setting for session traffic (README, "Session logs")
 Catalogue = list[tuple[str, tuple[np.ndarray, np.ndarray]]]  # item id, content features
 
 
@@ -55,6 +54,11 @@ class _Freshrec:
 
     def learn(self, event: Event) -> None:
         self.model.learn(event)
+
+
+def session(config: ModelConfig) -> ModelConfig:
+    """The setting for session traffic (README, "Session logs"): rows count the next item, its walk fills in."""
+    return replace(config, window=1, cooc_hop=2.0)
 
 
 def evaluate(
@@ -78,7 +82,7 @@ def evaluate(
         ours["freshrec_no_cooc"] = _Freshrec(replace(cfg, w_cooc=0.0))
         ours["freshrec_no_pop"] = _Freshrec(replace(cfg, w_pop=0.0))
         ours["freshrec_fixed_positions"] = _Freshrec(replace(cfg, cooc_positions="fixed"))
-        ours["freshrec_session"] = _Freshrec(replace(cfg, **SESSION))
+        ours["freshrec_session"] = _Freshrec(session(cfg))
     baselines: dict[str, Popularity | ItemKNN | FunkMFAlone | BatchALS] = {
         "popularity": Popularity(),
         "decayed_popularity": Popularity(half_life=cfg.half_life_s),
