@@ -19,7 +19,8 @@ class ModelConfig:
     # matrix factorisation (River FunkMF on item factors; a user is the
     # recency-weighted mean of their recent items' history factors)
     n_factors: int = 32
-    lr: float = 0.05
+    lr: float = 0.05  # (with mf_loss "bpr", 0.5-1 measured best on MovieLens)
+    mf_loss: str = "logistic"  # pointwise logistic steps, or "bpr": pairwise steps on (positive, negative) margins
     l2: float = 0.01
     negatives: int = 1
     negative_sampling: str = "popular"  # or "uniform"
@@ -58,6 +59,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.negative_sampling not in ("popular", "uniform"):
             raise ValueError(f"negative_sampling must be 'popular' or 'uniform', got {self.negative_sampling!r}")
+        if self.mf_loss not in ("logistic", "bpr"):
+            raise ValueError(f"mf_loss must be 'logistic' or 'bpr', got {self.mf_loss!r}")
         if self.cooc_positions not in ("learned", "fixed"):
             raise ValueError(f"cooc_positions must be 'learned' or 'fixed', got {self.cooc_positions!r}")
         for f in fields(self):

@@ -172,6 +172,22 @@ class WeightedLog(optim.losses.Log):
         return 1.0 / (math.exp(z) + 1.0)
 
 
+class PairGradient(optim.losses.RegressionLoss):
+    """A loss whose gradient is the target: a pairwise (BPR) step computed by :meth:`HistoryMF.learn`.
+
+    BPR's gradient depends on the margin between a positive and a negative
+    item, which River's pointwise ``learn_one`` never sees; the learner
+    works it out and hands it over as the target, so River still makes
+    every SGD step (and applies L2).
+    """
+
+    def __call__(self, y_true: float, y_pred: float) -> float:  # type: ignore[override]
+        return 0.0
+
+    def gradient(self, y_true: float, y_pred: float) -> float:  # type: ignore[override]
+        return y_true
+
+
 def history_weights(history: int, decay: float) -> np.ndarray:
     """Weight of each slot of a recent-items row (oldest first): ``decay ** age``, newest 1.
 
@@ -211,6 +227,11 @@ class HistoryMF:
     history, decay
         Slots of a user's recent-items row and the weight ``decay ** age``
         of an item ``age`` places back.
+    loss
+        ``"logistic"``: each positive and each negative a pointwise logistic
+        step; ``"bpr"``: one pairwise step per (positive, negative) pair, on
+        the log-sigmoid of the margin ``p . (q_pos - q_neg)`` (Rendle et al.
+        2009), so only the order of the two items is learned.
     seed
         Seed of the initial factors.
 
@@ -225,8 +246,11 @@ class HistoryMF:
     1
     """
 
-    def __init__(self, n_factors: int, lr: float, l2: float, history: int, decay: float, seed: int) -> None:
+    def __init__(
+        self, n_factors: int, lr: float, l2: float, history: int, decay: float, seed: int, loss: str = "logistic"
+    ) -> None:
         self.n_factors = n_factors
+        self.pairwise = loss == "bpr"
         self.items = Factors(n_factors, 0.1, seed)  # River's item latents: "output" factors
         self.history_factors = Factors(n_factors, 0.1, seed + 1, grow_at=0.75)  # "input" factors a user is built from
         self.weights = history_weights(history, decay)
@@ -238,7 +262,8 @@ class HistoryMF:
         # The history updates since the log was last taken (snapshots), when on: per event the
         # number of rows, the rows, and the change of the user vector they share (start_log).
         self.log: tuple[array, array, array] | None = None
-        self._river = reco.FunkMF(n_factors=n_factors, optimizer=optim.SGD(lr), loss=WeightedLog(), l2=l2, seed=seed)
+        river_loss = PairGradient() if self.pairwise else WeightedLog()
+        self._river = reco.FunkMF(n_factors=n_factors, optimizer=optim.SGD(lr), loss=river_loss, l2=l2, seed=seed)
         self._link()
 
     def relink(self) -> None:
@@ -279,10 +304,19 @@ class HistoryMF:
             start = np.zeros(self.n_factors, dtype=np.float32)
         self._user[0] = start
         learn_one = self._river.learn_one
-        learn_one(0, item, weight)
-        for neg in negatives:
-            if neg != item:
-                learn_one(0, neg, 0.0)
+        if self.pairwise:
+            user, q = self._user[0], self.items.data
+            for neg in negatives:
+                if neg != item:
+                    margin = float(user @ (q[item] - q[neg]))
+                    g = weight / (1.0 + math.exp(min(30.0, margin)))  # weight x sigmoid(-margin)
+                    learn_one(0, item, -g)
+                    learn_one(0, neg, g)
+        else:
+            learn_one(0, item, weight)
+            for neg in negatives:
+                if neg != item:
+                    learn_one(0, neg, 0.0)
         if m:
             change = self._user[0] - start
             self._add_history(rows, w[:, None] * change)

@@ -151,6 +151,28 @@ def test_cooc_rows_stay_bounded(pairs: list[tuple[int, int]], cap: int) -> None:
         assert row.total == pytest.approx(sum(row.val))
 
 
+def test_bpr_steps_learn_the_order_of_a_positive_over_its_negatives() -> None:
+    """With ``loss="bpr"`` River's steps follow the pair's margin: the positive ends above every negative,
+    a pair already in order by a wide margin barely moves, and a pair of like items moves alike."""
+    mf = HistoryMF(n_factors=8, lr=0.5, l2=0.0, history=2, decay=1.0, seed=1, loss="bpr")
+    mf.ensure(6)
+    history = np.array([-1, 0])
+    for _ in range(200):
+        mf.learn(history, item=1, weight=1.0, negatives=[2, 3, 4])
+    scores = mf.item_factors @ mf.user_vector(history)
+    assert scores[1] > max(scores[2], scores[3], scores[4]) + 1.0
+    before = mf.item_factors.copy()
+    mf.learn(history, item=1, weight=1.0, negatives=[2])
+    assert np.abs(mf.item_factors - before).max() < 1e-3  # in order by a wide margin: sigmoid(-margin) is about 0
+    # Two items alike: one pair's step moves both alike. Pointwise steps would not: a negative scored far
+    # below zero gets almost no step (measured with loss="logistic": 0.001 against 0.39).
+    mf.items.data[5] = mf.items.data[4]
+    before = mf.item_factors.copy()
+    mf.learn(history, item=5, weight=0.2, negatives=[4])
+    moved = np.linalg.norm(mf.item_factors - before, axis=1)
+    assert 0.8 < moved[5] / moved[4] < 1.25 and moved[5] > 0.005, moved
+
+
 def test_the_two_step_walk_reaches_the_neighbours_of_a_rows_neighbours() -> None:
     """a -> b -> c: with ``hop`` a's row gives c a share; it is remade once a's row has grown by ``hop_stale``."""
     co = CoOccurrence(backward=0.0, hop=1.0, hop_stale=1.5, learn_positions=False)
