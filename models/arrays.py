@@ -70,6 +70,19 @@ def stable_order(keys: np.ndarray) -> np.ndarray:
     return packed
 
 
+def sum_by_key(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct non-negative int64 ``keys``, sorted, and the sum of the ``values`` of each (in their order).
+
+    >>> k, v = sum_by_key(np.array([5, 1, 5, 0]), np.array([1.0, 2.0, 3.0, 4.0]))
+    >>> k.tolist(), v.tolist()
+    ([0, 1, 5], [4.0, 2.0, 4.0])
+    """
+    order = stable_order(keys)
+    keys, values = keys[order], values[order]
+    starts = run_starts(keys)
+    return keys[starts], np.add.reduceat(values, starts)
+
+
 def unique_sorted(values: np.ndarray) -> np.ndarray:
     """The distinct values, sorted (``np.unique`` without its fixed cost: 27 -> 6 us for 400 values, numpy 2.4).
 

@@ -7,7 +7,7 @@ from operator import attrgetter
 
 import numpy as np
 
-from models.arrays import run_starts, stable_order
+from models.arrays import sum_by_key
 
 
 class _Row:
@@ -252,12 +252,7 @@ class CoOccurrence:
                 val.extend(rk.val)
                 scale.append(hop * pk / rk.total)
                 lens.append(len(rk.idx))
-        key = np.frombuffer(idx, np.int64)
-        contrib = np.frombuffer(val) * np.repeat(np.array(scale), lens)
-        order = stable_order(key)
-        key, contrib = key[order], contrib[order]
-        starts = run_starts(key)
-        key, value = key[starts], np.add.reduceat(contrib, starts)
+        key, value = sum_by_key(np.frombuffer(idx, np.int64), np.frombuffer(val) * np.repeat(np.array(scale), lens))
         back = key != j
         key, value = key[back], value[back]
         if key.shape[0] > 2 * self.row_cap:  # bounded like a row
@@ -315,12 +310,7 @@ class CoOccurrence:
         # One (user, item) key per entry; a user's rows may share items, so
         # equal keys are summed (sorted, then one add.reduceat per key).
         key = np.repeat(np.array(owners), counts) * n + np.frombuffer(idx, np.int64)
-        contrib = np.frombuffer(val) * np.repeat(np.array(scale), counts)
-        order = stable_order(key)
-        key, contrib = key[order], contrib[order]
-        starts = run_starts(key)
-        key = key[starts]
-        value = np.add.reduceat(contrib, starts)
+        key, value = sum_by_key(key, np.frombuffer(val) * np.repeat(np.array(scale), counts))
         ex_users, ex_items = exclude
         if ex_items.size:  # each excluded pair found in the sorted keys (no sort of the exclusions)
             ex = ex_users * n + ex_items
