@@ -26,7 +26,7 @@ from models.items import ItemDelta
 from models.learner import ItemLearner
 from operators.catalogue import Availability
 from operators.feeds import Feed
-from operators.snapshots import Snapshots
+from operators.snapshots import Snapshots, checkpoint
 from operators.users import ToLearn
 from state import metrics
 from state.journal import Manifest
@@ -145,7 +145,4 @@ class LearnerLogic(StatefulBatchLogic[ToLearn, tuple[str, Broadcast], Manifest |
     def snapshot(self) -> Manifest | None:
         if self._journal is None:
             return None
-        manifest = self._journal.checkpoint(self.learner)
-        metrics.SNAPSHOT_SECONDS.labels("learner").observe(self._journal.last_s)
-        metrics.SNAPSHOT_BYTES.labels("learner").inc(self._journal.last_bytes)
-        return manifest
+        return checkpoint("learner", self._journal, self.learner)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from state import metrics
 from state.journal import Journal, Journaled, Manifest, RecoveryMismatch, restore
 from state.recovery import RecoveryError
 
@@ -39,4 +41,13 @@ class Snapshots:
         return state  # type: ignore[return-value]
 
 
-__all__ = ["Manifest", "Snapshots"]
+def checkpoint(step: str, journal: Journal, state: Journaled) -> Manifest:
+    """Snapshot ``state`` into ``journal``; record its cost and time under the ``step`` label."""
+    manifest = journal.checkpoint(state)
+    metrics.SNAPSHOT_SECONDS.labels(step).observe(journal.last_s)
+    metrics.SNAPSHOT_BYTES.labels(step).inc(journal.last_bytes)
+    metrics.SNAPSHOT_TIME.labels(step).set(time.time())
+    return manifest
+
+
+__all__ = ["Manifest", "Snapshots", "checkpoint"]

@@ -35,7 +35,7 @@ from models.users import LearnBatch, UserTable, UserView
 from operators.parse import Message, ParseConfig, parse
 from operators.routing import shard_of
 from operators.rules import RulesFile
-from operators.snapshots import Snapshots
+from operators.snapshots import Snapshots, checkpoint
 from state import metrics
 from state.journal import Journal, Manifest
 
@@ -275,7 +275,4 @@ class UserShardLogic(StatefulBatchLogic[EventBatch, ToLearn | RankBatch, Manifes
     def snapshot(self) -> Manifest | None:
         if self._journal is None:
             return None
-        manifest = self._journal.checkpoint(self.table)
-        metrics.SNAPSHOT_SECONDS.labels("users").observe(self._journal.last_s)
-        metrics.SNAPSHOT_BYTES.labels("users").inc(self._journal.last_bytes)
-        return manifest
+        return checkpoint("users", self._journal, self.table)

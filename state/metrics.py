@@ -122,6 +122,12 @@ SNAPSHOT_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 SNAPSHOT_BYTES = Counter("freshrec_snapshot_bytes", "Bytes of recovery snapshot segments written", ["step"])
+# When the last one was taken: an epoch closes only between batches, so under
+# load snapshots come further apart than --snapshot-interval-s, and a restart
+# re-applies more (README "Recovery").
+SNAPSHOT_TIME = Gauge(
+    "freshrec_snapshot_timestamp_seconds", "Unix time of the last recovery snapshot of a step", ["step"]
+)
 
 # The rankers' HNSW indexes (models/index.py), built in the background;
 # items added since a build are inserted into it between batches.
