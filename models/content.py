@@ -170,9 +170,14 @@ class ContentTable:
         w = weights[np.clip(weights.shape[0] - age, 0, weights.shape[0] - 1)]
         u, a = np.nonzero(ok)
         items = recent[u, a]
-        np.add.at(out, (self.idx[items].ravel(), np.repeat(u, WIDTH)), (self.val[items] * w[u, a][:, None]).ravel())
-        norm = np.sqrt(np.einsum("du,du->u", out, out))
-        out /= np.maximum(norm, np.float32(1e-12))[None, :]
+        buckets = self.idx[items].ravel()
+        np.add.at(out, (buckets, np.repeat(u, WIDTH)), (self.val[items] * w[u, a][:, None]).ravel())
+        # the norm of the few hundred rows the users' items touch: over all DIM rows it took 0.4 ms for 11 users
+        used = np.zeros(DIM, dtype=np.bool_)
+        used[buckets] = True
+        touched = out[used]
+        touched /= np.maximum(np.sqrt(np.einsum("du,du->u", touched, touched)), np.float32(1e-12))[None, :]
+        out[used] = touched
         return out
 
     def item_profiles(self, items: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from models import ModelConfig, Recommender
-from models.content import WIDTH, features
+from models.content import DIM, WIDTH, ContentTable, features
 from models.ids import item_key
 from models.index import ItemIndex
 from models.items import Replica
@@ -60,6 +60,58 @@ def _share_with_new_item_of_main_topic(m: Recommender, k: int, two_stage: bool =
     own = [NEW[t] in r.items for t, r in zip(mains, ranked)]
     other = [NEW[(t + 1) % TOPICS] in r.items for t, r in zip(mains, ranked)]
     return float(np.mean(own)), float(np.mean(other))
+
+
+class _Dense:
+    """The minimal item state a ContentTable reads: dense index = key."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def dense(self, keys: np.ndarray) -> np.ndarray:
+        return keys
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_content_scores_are_the_cosines_of_weighted_feature_sums(seed: int) -> None:
+    """Profiles, their scores (all items, some, pairs) and item profiles: the cosines of a dense reference."""
+    rng = np.random.default_rng(seed)
+    n, listed = 300, 260  # the last items have no features (not listed)
+    words = [f"w{i}" for i in range(40)]
+    rows = [features(" ".join(rng.choice(words, 3)), f"c{rng.integers(6)}", rng.choice(words, 2)) for _ in range(n)]
+    rows = [r if j < listed else features() for j, r in enumerate(rows)]
+    table = ContentTable()
+    table.set(range(n), rows)
+    table.sync(_Dense(n))  # type: ignore[arg-type]
+    dense = np.zeros((n, DIM), dtype=np.float64)
+    for j, (idx, val) in enumerate(rows):
+        dense[j, idx] = val
+    weights = np.linspace(0.2, 1.0, 6).astype(np.float32)
+    recent = rng.integers(-1, n, (9, 6))
+    recent[0] = -1  # a user with no items
+    recent[1] = listed  # a user whose items have no features
+    want_profiles = np.zeros((recent.shape[0], DIM))
+    for u, row in enumerate(recent):
+        for a, j in enumerate(row):
+            if j >= 0:
+                age = int((row[a:] >= 0).sum())  # 1 for the newest
+                want_profiles[u] += weights[-age] * dense[j]
+    want_profiles /= np.maximum(np.linalg.norm(want_profiles, axis=1), 1e-12)[:, None]
+    want = want_profiles @ dense.T
+
+    p = table.profiles(recent, weights)
+    np.testing.assert_allclose(table.scores(p, n), want, atol=1e-5)
+    some = rng.choice(n, 50)
+    np.testing.assert_allclose(table.scores(p, n, some), want[:, some], atol=1e-5)
+    users, items = rng.integers(0, recent.shape[0], 80), rng.integers(0, n, 80)
+    np.testing.assert_allclose(table.pair_scores(p, users, items), want[users, items], atol=1e-5)
+    rows_ = np.array([2, 5, 7])
+    np.testing.assert_allclose(table.scores(p[:, rows_], n), want[rows_], atol=1e-5)
+    chunk = np.array([3, listed + 1, 10])
+    np.testing.assert_allclose(table.scores(table.item_profiles(chunk), n), dense[chunk] @ dense.T, atol=1e-5)
 
 
 def test_features_are_stable_unit_vectors_of_bounded_width() -> None:
