@@ -36,6 +36,7 @@ class ModelConfig:
     cooc_backward: float = 0.5
     cooc_recency: float = 0.8  # an older recent item counts recency ** age (and starts the position weights)
     cooc_hop: float = 0.0  # two-step walk mixed into each co-occurrence row (0: off; 2 with window 1 for session logs)
+    cooc_hop_cache: int = 10_000  # mixed rows kept per model with cooc_hop (least recently read dropped; ~6 KB each)
     cooc_positions: str = "learned"  # scoring weight per age learned online (models/cooc.py), or "fixed"
     seen_cap: int = 1000  # items remembered per user for exclusion
     # the blend

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from array import array
+from collections import OrderedDict
 from operator import attrgetter
 
 import numpy as np
@@ -77,6 +78,9 @@ class CoOccurrence:
         neighbours' rows (``(P + hop * P @ P) / (1 + hop)``), which fills in
         the sparse rows of session logs. Each item's mixed row is kept and
         made again once its row's total has grown by ``hop_stale``.
+    hop_cache
+        Mixed rows kept (the least recently read are dropped past it): at
+        most ``2 * row_cap`` entries each, about 6 KB at the default cap.
 
     Examples
     --------
@@ -103,11 +107,14 @@ class CoOccurrence:
         hop: float = 0.0,
         hop_neighbours: int = 32,
         hop_stale: float = 1.1,
+        hop_cache: int = 10_000,
     ) -> None:
         self.hop = hop
         self.hop_neighbours = hop_neighbours
         self.hop_stale = hop_stale
-        self._walks: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}  # item: mixed row, its row's total then
+        self.hop_cache = hop_cache
+        # item: mixed row, its row's total then; least recently read first
+        self._walks: OrderedDict[int, tuple[np.ndarray, np.ndarray, float]] = OrderedDict()
         self.row_cap = row_cap
         self.backward = backward
         self.recency = recency
@@ -118,6 +125,10 @@ class CoOccurrence:
         self.rows: list[_Row] = []
         # The adds since the log was last taken (snapshots), as columns of raw numbers, when on.
         self.log: tuple[array, array, array] | None = None
+
+    def __getstate__(self) -> dict:
+        # The mixed rows are a cache that reads fill: a copy (a replica's, a snapshot's) makes its own.
+        return {**self.__dict__, "_walks": OrderedDict()}
 
     def _ensure(self, n: int) -> None:
         while len(self.rows) < n:
@@ -234,11 +245,13 @@ class CoOccurrence:
         The cache is made again once the row's total has grown by
         ``hop_stale``: a popular item's mixed row is remade about
         ``log(total) / log(hop_stale)`` times over its life, not per read.
+        At most ``hop_cache`` are kept, the least recently read dropped first.
         Item ``j`` itself is left out (a walk back to where it started).
         """
-        r = self.rows[j]
-        cached = self._walks.get(j)
+        r, walks = self.rows[j], self._walks
+        cached = walks.get(j)
         if cached is not None and r.total <= cached[2] * self.hop_stale:
+            walks.move_to_end(j)
             return cached[0], cached[1]
         idx, val = array("q", r.idx), array("d", r.val)  # the row, then its neighbours' rows, one after another
         share = np.frombuffer(val) / r.total
@@ -259,7 +272,10 @@ class CoOccurrence:
             top = np.argpartition(-value, 2 * self.row_cap)[: 2 * self.row_cap]
             key, value = key[top], value[top]
         value /= value.sum()
-        self._walks[j] = (key, value, r.total)
+        walks[j] = (key, value, r.total)
+        walks.move_to_end(j)
+        if len(walks) > self.hop_cache:
+            walks.popitem(last=False)
         return key, value
 
     def scores(

@@ -37,7 +37,13 @@ class ItemState:
         self.pop = DecayedPopularity(c.half_life_s)
         self.trend = DecayedPopularity(c.trend_half_life_s)
         self.cooc = CoOccurrence(
-            c.cooc_row_cap, c.cooc_backward, c.cooc_recency, c.window, c.cooc_positions == "learned", c.cooc_hop
+            c.cooc_row_cap,
+            c.cooc_backward,
+            c.cooc_recency,
+            c.window,
+            c.cooc_positions == "learned",
+            c.cooc_hop,
+            hop_cache=c.cooc_hop_cache,
         )
 
     def __len__(self) -> int:

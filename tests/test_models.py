@@ -188,6 +188,23 @@ def test_the_two_step_walk_reaches_the_neighbours_of_a_rows_neighbours() -> None
     assert set(got) == {1, 2, 3} and got[1] == pytest.approx(got[2]) and sum(got.values()) == pytest.approx(1.0)
 
 
+def test_the_walk_cache_keeps_the_most_recently_read_rows() -> None:
+    """``hop_cache`` bounds the mixed rows kept; a read keeps a row, the least recently read goes first."""
+    co = CoOccurrence(backward=0.0, hop=1.0, hop_cache=2, learn_positions=False)
+    for a, b in ((0, 1), (1, 2), (2, 3)):
+        co.learn([a], b, 1.0)
+    first, second = co.row(0), co.row(1)
+    assert co.row(0)[0] is first[0]  # kept, and now read after item 1
+    co.row(2)  # a third row: item 1, the least recently read, is dropped
+    assert co.row(0)[0] is first[0]
+    again = co.row(1)
+    assert again[0] is not second[0]  # made again, the same walk
+    assert again[0].tolist() == second[0].tolist() and again[1].tolist() == second[1].tolist()
+    assert len(co._walks) == 2
+    twin = pickle.loads(pickle.dumps(co))  # a copy starts without the cache, and makes the same walks
+    assert len(twin._walks) == 0 and twin.row(0)[1].tolist() == first[1].tolist()
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 20), st.integers(0, 20)), min_size=1, max_size=150), st.floats(0.1, 4.0))
 def test_walk_rows_are_distributions_without_their_own_item(pairs: list[tuple[int, int]], hop: float) -> None:
