@@ -22,6 +22,7 @@ class ModelConfig:
     lr: float = 0.05  # (with mf_loss "bpr", 0.5-1 measured best on MovieLens)
     mf_loss: str = "logistic"  # pointwise logistic steps, or "bpr": pairwise steps on (positive, negative) margins
     l2: float = 0.01
+    mf_max_norm: float = 10.0  # longest a factor row may grow (0: unbounded; models/mf.py); norms reach ~3-6 in use
     negatives: int = 1
     negative_sampling: str = "popular"  # or "uniform"
     negative_pool: int = 4096  # recent item events sampled for "popular" negatives

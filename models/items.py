@@ -33,7 +33,7 @@ class ItemState:
         c = self.config = config
         self.keys = KeyIndex()
         self.names: list[str] = []
-        self.mf = HistoryMF(c.n_factors, c.lr, c.l2, c.history, c.history_decay, c.seed, c.mf_loss)
+        self.mf = HistoryMF(c.n_factors, c.lr, c.l2, c.history, c.history_decay, c.seed, c.mf_loss, c.mf_max_norm)
         self.pop = DecayedPopularity(c.half_life_s)
         self.trend = DecayedPopularity(c.trend_half_life_s)
         self.cooc = CoOccurrence(

@@ -188,6 +188,21 @@ class PairGradient(optim.losses.RegressionLoss):
         return y_true
 
 
+def bound_rows(data: np.ndarray, rows: np.ndarray, cap: float) -> None:
+    """Scale the ``rows`` of ``data`` longer than ``cap`` back to length ``cap``, in place.
+
+    >>> a = np.array([[3.0, 4.0], [0.3, 0.4]], dtype=np.float32)
+    >>> bound_rows(a, np.array([0, 1]), 1.0)
+    >>> a.astype(float).round(3).tolist()
+    [[0.6, 0.8], [0.3, 0.4]]
+    """
+    sub = data[rows]
+    norms = np.sqrt(np.einsum("ij,ij->i", sub, sub))
+    over = norms > cap
+    if over.any():
+        data[rows[over]] = sub[over] * (cap / norms[over])[:, None]
+
+
 def history_weights(history: int, decay: float) -> np.ndarray:
     """Weight of each slot of a recent-items row (oldest first): ``decay ** age``, newest 1.
 
@@ -234,6 +249,12 @@ class HistoryMF:
         2009), so only the order of the two items is learned.
     seed
         Seed of the initial factors.
+    max_norm
+        Longest a factor row may grow (0: unbounded): a row the step takes
+        past it is scaled back onto it. Steps of ``lr x weight`` above about
+        one feed on each other (a user vector is made of the rows it moves)
+        and overflow within thousands of events; far below it, the bound
+        never binds.
 
     Examples
     --------
@@ -247,9 +268,18 @@ class HistoryMF:
     """
 
     def __init__(
-        self, n_factors: int, lr: float, l2: float, history: int, decay: float, seed: int, loss: str = "logistic"
+        self,
+        n_factors: int,
+        lr: float,
+        l2: float,
+        history: int,
+        decay: float,
+        seed: int,
+        loss: str = "logistic",
+        max_norm: float = 0.0,
     ) -> None:
         self.n_factors = n_factors
+        self.max_norm = max_norm
         self.pairwise = loss == "bpr"
         self.items = Factors(n_factors, 0.1, seed)  # River's item latents: "output" factors
         self.history_factors = Factors(n_factors, 0.1, seed + 1, grow_at=0.75)  # "input" factors a user is built from
@@ -317,6 +347,8 @@ class HistoryMF:
             for neg in negatives:
                 if neg != item:
                     learn_one(0, neg, 0.0)
+        if self.max_norm:
+            bound_rows(self.items.data, np.array([item, *negatives]), self.max_norm)
         if m:
             change = self._user[0] - start
             self._add_history(rows, w[:, None] * change)
@@ -326,10 +358,13 @@ class HistoryMF:
                 self.log[2].frombytes(change.tobytes())
 
     def _add_history(self, rows: np.ndarray, step: np.ndarray) -> None:
+        data = self.history_factors.data
         if len(set(rows.tolist())) == rows.shape[0]:
-            self.history_factors.data[rows] += step
+            data[rows] += step
         else:  # an item twice in the history: add.at sums both shares
-            np.add.at(self.history_factors.data, rows, step)
+            np.add.at(data, rows, step)
+        if self.max_norm:  # here, so that a replay of the log bounds the same rows the same way
+            bound_rows(data, rows, self.max_norm)
 
     # ------------------------------------------------ snapshots (state/journal.py)
 

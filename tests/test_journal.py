@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -49,9 +50,12 @@ def test_user_shard_restores_exactly_across_rotations(tmp_path: Path) -> None:
     assert len(manifest.segments) < 45 / 2  # about two rotations, not every snapshot
 
 
-def test_learner_restores_exactly_and_goes_on_identically(tmp_path: Path) -> None:
+# The second bounds the factor rows at 1.0, which this stream reaches (without the bound in the replay it fails):
+# a restore replays the logged history changes, and must bound the same rows the same way.
+@pytest.mark.parametrize("cfg", [CFG, replace(CFG, mf_max_norm=1.0)], ids=["defaults", "bounded"])
+def test_learner_restores_exactly_and_goes_on_identically(tmp_path: Path, cfg: ModelConfig) -> None:
     stream = events(30_000)
-    users, learner = UserTable(CFG), ItemLearner(CFG, journaled=True)
+    users, learner = UserTable(cfg), ItemLearner(cfg, journaled=True)
     journal = Journal(tmp_path, "learner", {"workers": 1}, min_slice_bytes=20_000, max_slice_bytes=20_000, keep_s=0)
     for n, e in enumerate(stream[:25_000]):
         learner.learn(users.learn(e))
@@ -60,7 +64,7 @@ def test_learner_restores_exactly_and_goes_on_identically(tmp_path: Path) -> Non
         if n % 2000 == 0:
             learner.take_delta(shared=False)  # the rankers' deltas do not disturb the journal's
     manifest = journal.checkpoint(learner)
-    restored, _ = restore(manifest, lambda: ItemLearner(CFG, journaled=True), {"workers": 1}, tmp_path)
+    restored, _ = restore(manifest, lambda: ItemLearner(cfg, journaled=True), {"workers": 1}, tmp_path)
     assert isinstance(restored, ItemLearner)
     a, b = learner.state, restored.state
     assert a.names == b.names and np.array_equal(a.keys.view(), b.keys.view())

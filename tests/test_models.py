@@ -173,6 +173,21 @@ def test_bpr_steps_learn_the_order_of_a_positive_over_its_negatives() -> None:
     assert 0.8 < moved[5] / moved[4] < 1.25 and moved[5] > 0.005, moved
 
 
+def test_factor_rows_stay_bounded_when_steps_are_large() -> None:
+    """Pairwise steps of ``lr x weight`` 2.5 (a purchase of weight 5 at lr 0.5) overflowed float32
+    within 15,000 events of the synthetic stream; ``max_norm`` keeps every row finite and on the bound."""
+    mf = HistoryMF(n_factors=8, lr=0.5, l2=0.0, history=5, decay=0.9, seed=2, loss="bpr", max_norm=3.0)
+    mf.ensure(40)
+    rng = np.random.default_rng(0)
+    for _ in range(3000):
+        history = rng.integers(0, 40, 5)
+        mf.learn(history, item=int(rng.integers(0, 8)), weight=5.0, negatives=rng.integers(0, 40, 3).tolist())
+    for rows in (mf.item_factors, mf.history_factors.matrix):
+        norms = np.linalg.norm(rows, axis=1)
+        assert np.isfinite(rows).all() and norms.max() <= 3.0 * (1 + 1e-5), norms.max()
+    assert norms.max() > 2.9  # the bound was reached: without it the rows grow on
+
+
 def test_the_two_step_walk_reaches_the_neighbours_of_a_rows_neighbours() -> None:
     """a -> b -> c: with ``hop`` a's row gives c a share; it is remade once a's row has grown by ``hop_stale``."""
     co = CoOccurrence(backward=0.0, hop=1.0, hop_stale=1.5, learn_positions=False)
