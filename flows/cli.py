@@ -305,7 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--ablations",
         action="store_true",
         help="also freshrec without its MF, co-occurrence or popularity, with fixed position weights, with the"
-        " session setting (window 1, cooc_hop 2) and with pairwise MF (mf_loss bpr, lr 0.5, negatives 5)",
+        " session setting (window 1, cooc_hop 2) and with the lasting-tastes setting (mf_loss bpr, lr 0.5,"
+        " negatives 5, window 15)",
     )
     p.add_argument(
         "--items",

@@ -160,7 +160,7 @@ def test_eval_takes_model_settings_and_names_a_bad_one(tmp_path) -> None:
     out = cli("eval", "--data", str(log), "--json", "--plot", "", "--ablations")
     assert out.returncode == 0, out.stderr
     doc = orjson.loads(out.stdout.strip().splitlines()[-1])
-    ablations = {"no_mf", "no_cooc", "no_pop", "fixed_positions", "session", "pairwise_mf"}
+    ablations = {"no_mf", "no_cooc", "no_pop", "fixed_positions", "session", "lasting"}
     assert {f"freshrec_{a}" for a in ablations} <= set(doc["models"]) and "model_settings" not in doc
     # On session clicks the session setting wins (measured on this log: 0.469 against 0.441).
     assert doc["models"]["freshrec_session"]["hr@10"] > 1.03 * doc["models"]["freshrec"]["hr@10"], doc["models"]
