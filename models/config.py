@@ -19,10 +19,10 @@ class ModelConfig:
     # matrix factorisation (River FunkMF on item factors; a user is the
     # recency-weighted mean of their recent items' history factors)
     n_factors: int = 32
-    lr: float = 0.05  # (with mf_loss "bpr", 0.5-1 measured best on MovieLens)
+    lr: float = 0.05  # (with mf_loss "bpr": 0.5 chose MovieLens, weights 1; 0.1 the stream, weights 1-5)
     mf_loss: str = "logistic"  # pointwise logistic steps, or "bpr": pairwise steps on (positive, negative) margins
     l2: float = 0.01
-    mf_max_norm: float = 10.0  # longest a factor row may grow (0: unbounded; models/mf.py); norms reach ~3-6 in use
+    mf_max_norm: float = 10.0  # with mf_loss "bpr": longest a factor row may grow (0: unbounded; models/mf.py)
     negatives: int = 1
     negative_sampling: str = "popular"  # or "uniform"
     negative_pool: int = 4096  # recent item events sampled for "popular" negatives

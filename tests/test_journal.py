@@ -50,9 +50,9 @@ def test_user_shard_restores_exactly_across_rotations(tmp_path: Path) -> None:
     assert len(manifest.segments) < 45 / 2  # about two rotations, not every snapshot
 
 
-# The second bounds the factor rows at 1.0, which this stream reaches (without the bound in the replay it fails):
-# a restore replays the logged history changes, and must bound the same rows the same way.
-@pytest.mark.parametrize("cfg", [CFG, replace(CFG, mf_max_norm=1.0)], ids=["defaults", "bounded"])
+# The second takes pairwise steps and bounds the factor rows at 1.0, which this stream reaches (without the
+# bound in the replay it fails): a restore replays the logged history changes, and must bound the same rows.
+@pytest.mark.parametrize("cfg", [CFG, replace(CFG, mf_loss="bpr", mf_max_norm=1.0)], ids=["defaults", "bounded"])
 def test_learner_restores_exactly_and_goes_on_identically(tmp_path: Path, cfg: ModelConfig) -> None:
     stream = events(30_000)
     users, learner = UserTable(cfg), ItemLearner(cfg, journaled=True)
