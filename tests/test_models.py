@@ -317,9 +317,12 @@ def test_a_batch_is_learned_as_its_events_one_by_one(sampling: str) -> None:
     assert np.array_equal(a.mf.history_factors.matrix, b.mf.history_factors.matrix)
 
 
-def test_a_replica_fed_deltas_equals_the_master() -> None:
+# The second: pairwise steps bounded at 0.5, where this stream puts a third of the rows, scaled back between deltas.
+@pytest.mark.parametrize(
+    "cfg", [ModelConfig(seed=3), ModelConfig(seed=3, mf_loss="bpr", mf_max_norm=0.5)], ids=["defaults", "bounded"]
+)
+def test_a_replica_fed_deltas_equals_the_master(cfg: ModelConfig) -> None:
     """What a ranker in another process sees: pickled deltas applied in order give the learner's exact state."""
-    cfg = ModelConfig(seed=3)
     users, learner, replica = UserTable(cfg), ItemLearner(cfg), Replica()
     replica.apply(pickle.loads(pickle.dumps(learner.base_delta().copied())))
     for n, e in enumerate(stream(8000, users=300, items=500)):
